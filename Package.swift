@@ -1,0 +1,43 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "kvmcheck",
+    products: [
+        .executable(name: "kvmcheck", targets: ["kvmcheck"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // uAPI delta + non-variadic ioctl wrappers behind one seam.
+        .target(name: "CKVM"),
+        // Process capabilities (CAP_SYS_ADMIN & co) for requirement checks.
+        .systemLibrary(name: "CLibcap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
+        // Typed KVM layer: the only place raw pointers live.
+        .target(name: "KVMKit", dependencies: [
+            "CKVM",
+            .product(name: "SystemPackage", package: "swift-system"),
+        ]),
+        // x86-64 encoder for guest payloads.
+        .target(name: "X86Asm"),
+        // Long-mode guest environment: page tables, GDT/TSS/IDT, CPL0/CPL3, guest->host calls.
+        .target(name: "GuestKit", dependencies: ["KVMKit", "X86Asm"]),
+        // Child-process spawning with a deadline, for per-check isolation.
+        .target(name: "CProcess"),
+        // Checks, requirements, isolated runner, reporters.
+        .target(name: "CheckKit", dependencies: ["KVMKit", "GuestKit", "CLibcap", "CProcess"]),
+        // The content: one folder per patch series; each registers itself (see Suites/README.md).
+        .target(name: "Suites", dependencies: ["CheckKit", "GuestKit", "KVMKit", "X86Asm"], path: "Suites",
+                exclude: ["README.md"]),
+        .executableTarget(name: "kvmcheck", dependencies: [
+            "CheckKit", "Suites",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "X86AsmTests", dependencies: ["X86Asm"]),
+        .testTarget(name: "KVMCheckTests", dependencies: [
+            "CheckKit", "Suites", "KVMKit", "GuestKit", "X86Asm", "CKVM", "kvmcheck",
+        ]),
+    ]
+)

@@ -1,0 +1,243 @@
+/* ckvm.c — non-variadic ioctl wrappers, all funnelled through one seam. */
+#define _GNU_SOURCE
+#include "ckvm.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static ckvm_ioctl_hook_fn ioctl_hook;
+static void *ioctl_hook_ctx;
+
+void ckvm_set_ioctl_hook(ckvm_ioctl_hook_fn hook, void *ctx) {
+    ioctl_hook = hook;
+    ioctl_hook_ctx = ctx;
+}
+
+long ckvm_real_ioctl(int fd, unsigned long request, void *arg) {
+    long r = ioctl(fd, request, arg);
+    return r < 0 ? -errno : r;
+}
+
+long ckvm_ioctl(int fd, unsigned long request, void *arg) {
+    if (ioctl_hook)
+        return ioctl_hook(fd, request, arg, ioctl_hook_ctx);
+    return ckvm_real_ioctl(fd, request, arg);
+}
+
+/* ---- system ---- */
+long ckvm_get_api_version(int kvm_fd) { return ckvm_ioctl(kvm_fd, KVM_GET_API_VERSION, NULL); }
+long ckvm_check_extension(int fd, long cap) { return ckvm_ioctl(fd, KVM_CHECK_EXTENSION, (void *)cap); }
+long ckvm_get_vcpu_mmap_size(int kvm_fd) { return ckvm_ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, NULL); }
+long ckvm_create_vm(int kvm_fd, unsigned long type) { return ckvm_ioctl(kvm_fd, KVM_CREATE_VM, (void *)type); }
+
+long ckvm_get_supported_cpuid(int kvm_fd, struct kvm_cpuid_entry2 *entries, uint32_t *count) {
+    size_t bytes = sizeof(struct kvm_cpuid2) + (size_t)*count * sizeof(struct kvm_cpuid_entry2);
+    struct kvm_cpuid2 *c = calloc(1, bytes);
+    if (!c)
+        return -ENOMEM;
+    c->nent = *count;
+    long r = ckvm_ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
+    if (r >= 0) {
+        *count = c->nent;
+        memcpy(entries, c->entries, (size_t)c->nent * sizeof(struct kvm_cpuid_entry2));
+    }
+    free(c);
+    return r;
+}
+
+long ckvm_get_msr_index_list(int kvm_fd, uint32_t *indices, uint32_t *count) {
+    struct kvm_msr_list *l = calloc(1, sizeof(*l) + (size_t)*count * sizeof(uint32_t));
+    if (!l)
+        return -ENOMEM;
+    l->nmsrs = *count;
+    long r = ckvm_ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, l);
+    if (r >= 0)
+        memcpy(indices, l->indices, (size_t)l->nmsrs * sizeof(uint32_t));
+    *count = l->nmsrs; /* on -E2BIG the kernel reports the size it needs */
+    free(l);
+    return r;
+}
+
+/* ---- VM ---- */
+long ckvm_create_vcpu(int vm_fd, unsigned long id) { return ckvm_ioctl(vm_fd, KVM_CREATE_VCPU, (void *)id); }
+
+long ckvm_set_user_memory_region(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
+                                 uint64_t size, uint64_t hva) {
+    struct kvm_userspace_memory_region region = {
+        .slot = slot, .flags = flags, .guest_phys_addr = gpa, .memory_size = size, .userspace_addr = hva,
+    };
+    return ckvm_ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
+}
+
+long ckvm_create_irqchip(int vm_fd) { return ckvm_ioctl(vm_fd, KVM_CREATE_IRQCHIP, NULL); }
+
+long ckvm_enable_cap(int fd, uint32_t cap, uint64_t arg0) {
+    struct kvm_enable_cap c = { .cap = cap };
+    c.args[0] = arg0;
+    return ckvm_ioctl(fd, KVM_ENABLE_CAP, &c);
+}
+
+/* ---- vCPU ---- */
+long ckvm_run(int vcpu_fd) { return ckvm_ioctl(vcpu_fd, KVM_RUN, NULL); }
+long ckvm_get_regs(int fd, struct kvm_regs *r) { return ckvm_ioctl(fd, KVM_GET_REGS, r); }
+long ckvm_set_regs(int fd, const struct kvm_regs *r) { return ckvm_ioctl(fd, KVM_SET_REGS, (void *)r); }
+long ckvm_get_sregs(int fd, struct kvm_sregs *s) { return ckvm_ioctl(fd, KVM_GET_SREGS, s); }
+long ckvm_set_sregs(int fd, const struct kvm_sregs *s) { return ckvm_ioctl(fd, KVM_SET_SREGS, (void *)s); }
+long ckvm_get_vcpu_events(int fd, struct kvm_vcpu_events *e) { return ckvm_ioctl(fd, KVM_GET_VCPU_EVENTS, e); }
+long ckvm_set_vcpu_events(int fd, const struct kvm_vcpu_events *e) {
+    return ckvm_ioctl(fd, KVM_SET_VCPU_EVENTS, (void *)e);
+}
+long ckvm_get_debugregs(int fd, struct kvm_debugregs *d) { return ckvm_ioctl(fd, KVM_GET_DEBUGREGS, d); }
+long ckvm_set_debugregs(int fd, const struct kvm_debugregs *d) {
+    return ckvm_ioctl(fd, KVM_SET_DEBUGREGS, (void *)d);
+}
+long ckvm_set_guest_debug(int fd, const struct kvm_guest_debug *g) {
+    return ckvm_ioctl(fd, KVM_SET_GUEST_DEBUG, (void *)g);
+}
+
+long ckvm_set_cpuid2(int fd, const struct kvm_cpuid_entry2 *entries, uint32_t count) {
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)count * sizeof(*entries));
+    if (!c)
+        return -ENOMEM;
+    c->nent = count;
+    memcpy(c->entries, entries, (size_t)count * sizeof(*entries));
+    long r = ckvm_ioctl(fd, KVM_SET_CPUID2, c);
+    free(c);
+    return r;
+}
+
+static long msrs_ioctl(int fd, unsigned long request, const uint32_t *indices, uint64_t *values,
+                       uint32_t count, int copy_in) {
+    struct kvm_msrs *m = calloc(1, sizeof(*m) + (size_t)count * sizeof(struct kvm_msr_entry));
+    if (!m)
+        return -ENOMEM;
+    m->nmsrs = count;
+    for (uint32_t i = 0; i < count; i++) {
+        m->entries[i].index = indices[i];
+        if (copy_in)
+            m->entries[i].data = values[i];
+    }
+    long r = ckvm_ioctl(fd, request, m);
+    if (r >= 0 && !copy_in)
+        for (uint32_t i = 0; i < count; i++)
+            values[i] = m->entries[i].data;
+    free(m);
+    return r;
+}
+long ckvm_get_msrs(int fd, const uint32_t *indices, uint64_t *values, uint32_t count) {
+    return msrs_ioctl(fd, KVM_GET_MSRS, indices, values, count, 0);
+}
+long ckvm_set_msrs(int fd, const uint32_t *indices, const uint64_t *values, uint32_t count) {
+    return msrs_ioctl(fd, KVM_SET_MSRS, indices, (uint64_t *)values, count, 1);
+}
+
+long ckvm_get_one_reg(int fd, uint64_t id, uint64_t addr) {
+    struct kvm_one_reg r = { .id = id, .addr = addr };
+    return ckvm_ioctl(fd, KVM_GET_ONE_REG, &r);
+}
+long ckvm_set_one_reg(int fd, uint64_t id, uint64_t addr) {
+    struct kvm_one_reg r = { .id = id, .addr = addr };
+    return ckvm_ioctl(fd, KVM_SET_ONE_REG, &r);
+}
+
+long ckvm_get_reg_list(int fd, uint64_t *n, uint64_t *regs) {
+    struct kvm_reg_list *l = calloc(1, sizeof(*l) + (size_t)*n * sizeof(uint64_t));
+    if (!l)
+        return -ENOMEM;
+    l->n = *n;
+    long r = ckvm_ioctl(fd, KVM_GET_REG_LIST, l);
+    if (r >= 0 && regs)
+        memcpy(regs, l->reg, (size_t)(l->n < *n ? l->n : *n) * sizeof(uint64_t));
+    *n = l->n;
+    free(l);
+    return r;
+}
+
+long ckvm_interrupt(int fd, uint32_t irq) {
+    struct kvm_interrupt i = { .irq = irq };
+    return ckvm_ioctl(fd, KVM_INTERRUPT, &i);
+}
+long ckvm_get_lapic(int fd, struct kvm_lapic_state *l) { return ckvm_ioctl(fd, KVM_GET_LAPIC, l); }
+long ckvm_set_lapic(int fd, const struct kvm_lapic_state *l) { return ckvm_ioctl(fd, KVM_SET_LAPIC, (void *)l); }
+
+/* ---- memory ---- */
+void *ckvm_mmap_anonymous(size_t size, int *err) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        *err = errno;
+        return NULL;
+    }
+    return p;
+}
+void *ckvm_mmap_vcpu(int vcpu_fd, size_t size, int *err) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu_fd, 0);
+    if (p == MAP_FAILED) {
+        *err = errno;
+        return NULL;
+    }
+    return p;
+}
+int ckvm_munmap(void *addr, size_t size) { return munmap(addr, size) < 0 ? -errno : 0; }
+
+/* ---- watchdog ---- */
+static __thread volatile sig_atomic_t watchdog_fired;
+static __thread timer_t watchdog_timer;
+static __thread int watchdog_timer_valid;
+static __thread unsigned int watchdog_ms;
+
+static void watchdog_signal(int sig) {
+    (void)sig;
+    watchdog_fired = 1;
+}
+
+int ckvm_watchdog_arm(unsigned int ms) {
+    static int handler_installed;
+    if (!handler_installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = watchdog_signal; /* no SA_RESTART: KVM_RUN must return -EINTR */
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGUSR2, &sa, NULL) < 0)
+            return -errno;
+        handler_installed = 1;
+    }
+    ckvm_watchdog_disarm();
+    watchdog_fired = 0;
+    watchdog_ms = ms;
+    struct sigevent sev;
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIGUSR2;
+    sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    if (timer_create(CLOCK_MONOTONIC, &sev, &watchdog_timer) < 0)
+        return -errno;
+    watchdog_timer_valid = 1;
+    struct itimerspec its;
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = ms / 1000;
+    its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L;
+    /* re-fire every 100 ms in case the first signal raced with entry into KVM_RUN */
+    its.it_interval.tv_nsec = 100 * 1000000L;
+    if (timer_settime(watchdog_timer, 0, &its, NULL) < 0)
+        return -errno;
+    return 0;
+}
+
+void ckvm_watchdog_disarm(void) {
+    if (watchdog_timer_valid) {
+        timer_delete(watchdog_timer);
+        watchdog_timer_valid = 0;
+    }
+}
+
+int ckvm_watchdog_fired(void) { return watchdog_fired; }
+unsigned int ckvm_watchdog_armed_ms(void) { return watchdog_ms; }
+
+const char *ckvm_strerror(int err) { return strerror(err); }

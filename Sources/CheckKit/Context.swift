@@ -1,0 +1,93 @@
+import GuestKit
+import X86Asm
+import KVMKit
+import SystemPackage
+
+/// Settings that reach every check (from the command line).
+public struct CheckSettings: Sendable, Equatable {
+    public var devicePath: String = "/dev/kvm"
+    /// KVM_CAP_X86_GUEST_DEBUG_CR3's number on the kernel under test; nil = not configured.
+    public var debugCR3Capability: Int?
+    public init() {}
+}
+
+/// What a check body gets: the open KVM system, its privilege level, and ways to report.
+public final class CheckContext {
+    public let system: KVMSystem
+    /// The level this instance runs its guest at (CPL0 when the check is level-agnostic).
+    public let cpl: GuestCPL
+    public let settings: CheckSettings
+    public private(set) var notes: [String] = []
+
+    public init(system: KVMSystem, cpl: GuestCPL, settings: CheckSettings) {
+        self.system = system; self.cpl = cpl; self.settings = settings
+    }
+
+    /// A fresh VM running `code` at this instance's privilege level.
+    public func guest(_ options: GuestOptions = GuestOptions(), _ code: (inout Assembler) -> Void) throws -> Guest {
+        try Guest(system: system, cpl: cpl, options: options, code: code)
+    }
+
+    /// A diagnostic line that appears in the report whatever the verdict.
+    public func note(_ line: String) { notes.append(line) }
+
+    // MARK: expectations (each throws a Failure that says what was expected and what was seen)
+
+    public func expect(_ condition: Bool, _ what: @autoclosure () -> String, expected: @autoclosure () -> String,
+                       observed: @autoclosure () -> String) throws(Failure) {
+        if !condition { throw Failure(what(), expected: expected(), observed: observed()) }
+    }
+
+    public func expectEqual<T: Equatable>(_ observed: T, _ expected: T, _ what: @autoclosure () -> String) throws(Failure) {
+        if observed != expected { throw Failure(what(), expected: describe(expected), observed: describe(observed)) }
+    }
+
+    /// Byte-for-byte comparison of two uAPI structs (or byte arrays), naming the first difference.
+    public func expectSameBytes(_ observed: [UInt8], _ expected: [UInt8], _ what: @autoclosure () -> String,
+                                fieldAt: (Int) -> String = { "byte \($0)" }) throws(Failure) {
+        guard observed != expected else { return }
+        guard observed.count == expected.count else {
+            throw Failure(what(), expected: "\(expected.count) bytes", observed: "\(observed.count) bytes")
+        }
+        let diffs = observed.indices.filter { observed[$0] != expected[$0] }
+        let first = diffs[0]
+        throw Failure("\(what()): \(diffs.count) byte(s) differ, first at offset \(first) (\(fieldAt(first)))",
+                      expected: hexBytes(expected, around: first), observed: hexBytes(observed, around: first))
+    }
+
+    /// Runs `body`, which must fail with `errno` from the named operation.
+    public func expectErrno<R>(_ errno: Errno, _ what: @autoclosure () -> String, _ body: () throws -> R) throws {
+        do {
+            let value = try body()
+            throw Failure(what(), expected: "\(errno.symbolicName)", observed: "success (\(describe(value)))")
+        } catch let e as KVMError {
+            guard e.errno == errno else {
+                throw Failure(what(), expected: errno.symbolicName, observed: e.errno?.symbolicName ?? "\(e)",
+                              ioctl: e.operation, errno: e.errno?.symbolicName)
+            }
+        }
+    }
+
+    /// Fails with the guest's unexpected event (exception, shutdown, other exit).
+    public func unexpected(_ event: GuestEvent, expected: String) -> Failure {
+        Failure("guest did not reach the expected point", expected: expected, observed: "\(event)")
+    }
+}
+
+/// Formats values the way kernel developers read them: integers in hex.
+public func describe<T>(_ value: T) -> String {
+    switch value {
+    case let v as UInt64: return "0x" + String(v, radix: 16)
+    case let v as UInt32: return "0x" + String(v, radix: 16)
+    case let v as Int: return String(v)
+    case let v as [UInt64]: return "[" + v.map { "0x" + String($0, radix: 16) }.joined(separator: ", ") + "]"
+    case let v as CustomStringConvertible: return v.description
+    default: return String(describing: value)
+    }
+}
+
+func hexBytes(_ bytes: [UInt8], around offset: Int) -> String {
+    let lo = max(0, offset - 4), hi = min(bytes.count, offset + 12)
+    let text = bytes[lo..<hi].map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined(separator: " ")
+    return "[\(lo)..<\(hi)] \(text)"
+}

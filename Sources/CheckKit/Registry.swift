@@ -1,0 +1,26 @@
+import CProcess
+
+/// Entry point a suite places in the `kvmcheck_suites` section (see Suites/README.md).
+public typealias SuiteEntryPoint = @convention(c) () -> UnsafeMutableRawPointer
+
+/// Boxes a suite for its section entry; called only from a suite's entry closure.
+public func registerSuite(_ suite: Suite) -> UnsafeMutableRawPointer {
+    Unmanaged.passRetained(SuiteBox(suite)).toOpaque()
+}
+
+final class SuiteBox {
+    let suite: Suite
+    init(_ suite: Suite) { self.suite = suite }
+}
+
+/// Every suite linked into this binary, sorted by name.  Suites register themselves
+/// by placing an entry in a linker section, so a new series is a new folder only.
+public enum SuiteRegistry {
+    public static func all(includeHidden: Bool = false) -> [Suite] {
+        let suites = (0..<ckvm_registered_suite_count()).compactMap { i -> Suite? in
+            guard let entry = ckvm_registered_suite(i), let box = entry() else { return nil }
+            return Unmanaged<SuiteBox>.fromOpaque(box).takeRetainedValue().suite
+        }
+        return suites.filter { includeHidden || !$0.name.hasPrefix("_") }.sorted { $0.name < $1.name }
+    }
+}

@@ -1,0 +1,162 @@
+import CKVM
+import KVMKit
+import X86Asm
+
+/// How to build a guest (defaults suit most checks).
+public struct GuestOptions: Sendable {
+    /// Create an in-kernel irqchip (LAPIC/IOAPIC/PIC) before the vCPU.
+    public var inKernelIRQChip = false
+    /// Load KVM_GET_SUPPORTED_CPUID into the vCPU (as selftests do).
+    public var supportedCPUID = true
+    /// Extra RFLAGS bits at entry (e.g. IF).  IOPL=3 is always set at CPL3 so ucalls work there.
+    public var extraRFLAGS: UInt64 = 0
+    /// Extra CR4 bits at entry (e.g. PCIDE).
+    public var extraCR4: UInt64 = 0
+    /// Each KVM_RUN must return within this long, or the run fails with a watchdog error.
+    public var watchdogMilliseconds = 2000
+    /// A guest that exits more often than this is considered stuck.
+    public var maxExits = 100_000
+
+    public init() {}
+}
+
+/// What the guest did, as seen by the host after one KVM_RUN.
+public enum GuestEvent: Equatable, Sendable, CustomStringConvertible {
+    /// ucallSync(stage, registers…): six value slots, unused ones as the guest left them.
+    case sync(stage: UInt64, values: [UInt64])
+    case done
+    /// The guest's IDT handler caught an exception or interrupt.
+    case exception(GuestException)
+    /// ucallFail(id, register).
+    case guestFailure(id: UInt64, value: UInt64)
+    /// Any other exit (debug, hlt, shutdown, internal error, other I/O…).
+    case exit(VCPUExit)
+
+    public var description: String {
+        switch self {
+        case .sync(let stage, let values):
+            return "ucall SYNC stage \(stage) values [" + values.map { "0x" + String($0, radix: 16) }.joined(separator: ", ") + "]"
+        case .done: return "ucall DONE"
+        case .exception(let e): return "guest \(e)"
+        case .guestFailure(let id, let v): return "guest assertion \(id) failed (value 0x\(String(v, radix: 16)))"
+        case .exit(let x): return x.description
+        }
+    }
+}
+
+public struct GuestException: Equatable, Sendable, CustomStringConvertible {
+    public let vector: UInt64
+    public let errorCode: UInt64
+    public let rip: UInt64
+    public let cs: UInt64
+    public let rflags: UInt64
+    public let cr2: UInt64
+
+    public var name: String {
+        let names: [UInt64: String] = [0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
+                                       8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF",
+                                       17: "#AC", 18: "#MC", 19: "#XM", 21: "#CP"]
+        return names[vector] ?? "vector \(vector)"
+    }
+
+    public var description: String {
+        "exception \(name) (vector \(vector)) error 0x\(String(errorCode, radix: 16)) at rip 0x\(String(rip, radix: 16)) cs 0x\(String(cs, radix: 16))"
+    }
+}
+
+public enum GuestError: Error, Equatable, Sendable, CustomStringConvertible {
+    case assembly(AssemblerError)
+    case tooManyExits(Int)
+    case unexpectedEvent(expected: String, observed: GuestEvent)
+
+    public var description: String {
+        switch self {
+        case .assembly(let e): return "payload does not assemble: \(e)"
+        case .tooManyExits(let n): return "guest exited \(n) times without finishing (exit limit)"
+        case .unexpectedEvent(let expected, let observed): return "expected \(expected), observed \(observed)"
+        }
+    }
+}
+
+/// A one-vCPU VM in 64-bit long mode running a payload at CPL0 or CPL3.
+public final class Guest {
+    public let vm: VirtualMachine
+    public let vcpu: VCPU
+    public let memory: GuestMemory
+    public let cpl: GuestCPL
+    public let program: Program
+    public let options: GuestOptions
+    public private(set) var exits = 0
+
+    public init(system: KVMSystem, cpl: GuestCPL, options: GuestOptions = GuestOptions(),
+                code: (inout Assembler) -> Void) throws {
+        self.cpl = cpl
+        self.options = options
+        var payload = Assembler(origin: GuestLayout.code)
+        code(&payload)
+        do { program = try payload.assemble() } catch { throw GuestError.assembly(error) }
+
+        vm = try system.createVM()
+        memory = try vm.addMemory(slot: 0, guestPhysical: 0, size: GuestLayout.memorySize)
+        if options.inKernelIRQChip { try vm.createIRQChip() }
+        vcpu = try vm.createVCPU()
+        if options.supportedCPUID { try vcpu.setCPUID(system.supportedCPUID()) }
+
+        try GuestEnvironment.install(in: memory)
+        memory.write(program.bytes, at: GuestLayout.code)
+        try vcpu.setSregs(GuestEnvironment.longModeSregs(base: vcpu.sregs(), cpl: cpl, extraCR4: options.extraCR4))
+        var regs = kvm_regs()
+        regs.rip = GuestLayout.code
+        regs.rsp = cpl == .cpl0 ? GuestLayout.kernelStackTop : GuestLayout.userStackTop
+        regs.rflags = 0x2 | (cpl == .cpl3 ? 0x3000 : 0) | options.extraRFLAGS
+        try vcpu.setRegs(regs)
+    }
+
+    /// Absolute address of a payload label.
+    public func address(_ label: String) -> UInt64 { program.address(label) }
+
+    /// Runs until the next exit and classifies it.
+    public func next() throws -> GuestEvent {
+        exits += 1
+        if exits > options.maxExits { throw GuestError.tooManyExits(options.maxExits) }
+        try Watchdog.arm(milliseconds: options.watchdogMilliseconds)
+        defer { Watchdog.disarm() }
+        let exit = try vcpu.run()
+        return classify(exit)
+    }
+
+    func classify(_ exit: VCPUExit) -> GuestEvent {
+        guard case .mmio(let m) = exit, m.address == Ucall.address, m.isWrite, m.data.count == 8 else { return .exit(exit) }
+        let command = m.data.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) }
+        let mb = GuestLayout.mailbox
+        let values = (0..<Ucall.maxValues).map { memory.load(UInt64.self, at: mb + UInt64(Ucall.values) + UInt64($0 * 8)) }
+        switch Ucall.Command(rawValue: command) {
+        case .sync: return .sync(stage: memory.load(UInt64.self, at: mb + UInt64(Ucall.stage)), values: values)
+        case .done: return .done
+        case .exception:
+            return .exception(GuestException(vector: values[0], errorCode: values[1], rip: values[2], cs: values[3],
+                                             rflags: values[4], cr2: values[5]))
+        case .fail: return .guestFailure(id: memory.load(UInt64.self, at: mb + UInt64(Ucall.stage)), value: values[0])
+        case nil: return .exit(exit)
+        }
+    }
+
+    /// Runs to the next event, which must be `ucallSync(stage, …)`; returns its values.
+    @discardableResult
+    public func expectSync(_ stage: UInt64) throws -> [UInt64] {
+        let event = try next()
+        guard case .sync(stage, let values) = event else {
+            throw GuestError.unexpectedEvent(expected: "ucall SYNC stage \(stage)", observed: event)
+        }
+        return values
+    }
+
+    /// Runs to the next event, which must be `ucallDone()`.
+    public func expectDone() throws {
+        let event = try next()
+        guard event == .done else { throw GuestError.unexpectedEvent(expected: "ucall DONE", observed: event) }
+    }
+
+    /// How many exceptions/interrupts the guest's handler has taken.
+    public var exceptionCount: UInt64 { memory.load(UInt64.self, at: GuestLayout.mailbox + UInt64(Ucall.exceptionCount)) }
+}

@@ -1,0 +1,59 @@
+import CKVM
+import Glibc
+import SystemPackage
+
+/// A failed KVM operation: which ioctl (or syscall) and the errno the kernel gave.
+public struct KVMError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Kind: Equatable, Sendable {
+        /// The named ioctl/syscall returned -1 with this errno.
+        case failed(errno: Errno)
+        /// KVM_RUN was interrupted by the watchdog: the guest did not exit in time.
+        case watchdogExpired(milliseconds: Int)
+        /// The kernel returned something the uAPI does not allow (e.g. a short mmap size).
+        case protocolViolation(String)
+    }
+
+    public let operation: String
+    public let kind: Kind
+
+    public init(_ operation: String, _ kind: Kind) {
+        self.operation = operation
+        self.kind = kind
+    }
+
+    public var errno: Errno? {
+        if case .failed(let e) = kind { return e }
+        return nil
+    }
+
+    public var description: String {
+        switch kind {
+        case .failed(let e): return "\(operation) failed: \(e.symbolicName) (\(e.message))"
+        case .watchdogExpired(let ms): return "\(operation) did not return within \(ms) ms (watchdog)"
+        case .protocolViolation(let why): return "\(operation): \(why)"
+        }
+    }
+}
+
+extension Errno {
+    /// The errno macro name, e.g. "EINVAL", as kernel developers read it.
+    public var symbolicName: String {
+        let names: [CInt: String] = [
+            Glibc.EPERM: "EPERM", Glibc.ENOENT: "ENOENT", Glibc.EINTR: "EINTR", Glibc.EIO: "EIO", Glibc.ENXIO: "ENXIO", Glibc.E2BIG: "E2BIG",
+            Glibc.EBADF: "EBADF", Glibc.EAGAIN: "EAGAIN", Glibc.ENOMEM: "ENOMEM", Glibc.EACCES: "EACCES", Glibc.EFAULT: "EFAULT",
+            Glibc.EBUSY: "EBUSY", Glibc.EEXIST: "EEXIST", Glibc.ENODEV: "ENODEV", Glibc.EINVAL: "EINVAL", Glibc.ENOSPC: "ENOSPC",
+            Glibc.ENOTTY: "ENOTTY", Glibc.ERANGE: "ERANGE", Glibc.ENOSYS: "ENOSYS", Glibc.EOPNOTSUPP: "EOPNOTSUPP",
+        ]
+        return names[rawValue] ?? "errno \(rawValue)"
+    }
+
+    /// strerror(3) text.
+    public var message: String { String(cString: ckvm_strerror(rawValue)) }
+}
+
+/// Turns a shim result (>= 0 or -errno) into a value or a typed error.
+@inline(__always)
+func checked(_ result: Int, _ operation: String) throws(KVMError) -> Int {
+    if result < 0 { throw KVMError(operation, .failed(errno: Errno(rawValue: CInt(-result)))) }
+    return result
+}
