@@ -9,9 +9,11 @@ public struct Suite: Sendable {
     /// The manifest in patches/ this suite validates (file name without extension).
     public let series: String
     public let checks: [Check]
+    /// The uAPIs this suite covers, for `kvmcheck caps`.
+    public let features: [Feature]
 
-    public init(_ name: String, summary: String, series: String, checks: [Check]) {
-        self.name = name; self.summary = summary; self.series = series; self.checks = checks
+    public init(_ name: String, summary: String, series: String, features: [Feature] = [], checks: [Check]) {
+        self.name = name; self.summary = summary; self.series = series; self.features = features; self.checks = checks
     }
 }
 

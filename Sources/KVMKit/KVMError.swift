@@ -1,5 +1,6 @@
 import CKVM
 import Glibc
+@_exported import struct SystemPackage.Errno
 import SystemPackage
 
 /// A failed KVM operation: which ioctl (or syscall) and the errno the kernel gave.

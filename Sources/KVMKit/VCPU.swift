@@ -49,8 +49,11 @@ public final class VCPU {
         }
     }
 
-    /// KVM_RUN exactly once, returning the raw result (>= 0 or -errno); for probes that expect failure.
-    public func runOnceResult() -> Int { ckvm_run(fd.rawValue) }
+    /// KVM_RUN exactly once, for probes that expect failure: nil on success, else the error.
+    public func runOnce() -> KVMError? {
+        let r = ckvm_run(fd.rawValue)
+        return r < 0 ? KVMError("KVM_RUN", .failed(errno: Errno(rawValue: CInt(-r)))) : nil
+    }
 
     /// The exit described by kvm_run now.
     public var lastExit: VCPUExit {

@@ -1,29 +1,237 @@
+import ArgumentParser
+import CheckKit
+import Glibc
 import GuestKit
 import KVMKit
-import X86Asm
-import CheckKit
+import Suites
 
-let kvm = try KVMSystem()
-for cpl in GuestCPL.allCases {
-    do {
-        let g = try Guest(system: kvm, cpl: cpl) { a in
-            a.mov(.rbx, 0x1234)
-            a.ucallSync(1, .rbx)
-            a.onFault(resumeAt: "after")
-            a.mov(.ecx, 0x1d9)
-            a.rdmsr()
-            a.label("after")
-            a.clearFault()
-            a.ucallSync(2, .rax)
-            a.int3()
-            a.ucallSync(3, .rbx)
-            a.ucallDone()
+/// Exit codes: 0 pass, 1 a check failed, 2 bad usage or input, 4 nothing could run, 130 interrupted.
+enum ExitStatus {
+    static let usage: Int32 = 2
+}
+
+struct Kvmcheck: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kvmcheck",
+        abstract: "Validate KVM patch series against the running kernel; report as TAP.",
+        discussion: """
+            Exit status: 0 every check that ran passed, 1 a check failed, 2 bad usage or input, \
+            4 nothing could run (e.g. no /dev/kvm), 130 interrupted.
+            """,
+        version: kvmcheckVersion,
+        subcommands: [Run.self, List.self, Caps.self, ChildCheck.self],
+        defaultSubcommand: Run.self)
+}
+
+let kvmcheckVersion = "0.1.0"
+
+struct DeviceOptions: ParsableArguments {
+    @Option(help: "KVM device to open.")
+    var device = "/dev/kvm"
+
+    @Option(name: .customLong("debug-cr3-cap"),
+            help: "KVM_CAP_X86_GUEST_DEBUG_CR3's number on the kernel under test (unmerged; no fixed number).")
+    var debugCR3Cap: Int?
+
+    var settings: CheckSettings {
+        var s = CheckSettings()
+        s.devicePath = device
+        s.debugCR3Capability = debugCR3Cap
+        return s
+    }
+}
+
+enum LevelChoice: String, ExpressibleByArgument, CaseIterable {
+    case zero = "0", three = "3", both
+    var levels: [GuestCPL] {
+        switch self {
+        case .zero: return [.cpl0]
+        case .three: return [.cpl3]
+        case .both: return GuestCPL.allCases
         }
-        for _ in 0..<8 {
-            let e = try g.next()
-            print(cpl, e)
-            if e == .done { break }
-            if case .exit = e { let r = try g.vcpu.regs(); print("  rip", String(r.rip, radix:16), "rflags", String(r.rflags, radix: 16)); break }
+    }
+}
+
+struct SelectionOptions: ParsableArguments {
+    @Option(help: "Comma-separated suites to run (default: all).")
+    var suite: String?
+
+    @Option(help: "Comma-separated globs on check ids, e.g. 'sync-regs/*cpl3'.")
+    var filter: String?
+
+    @Option(help: "Privilege level(s) for guest payloads: 0, 3 or both.")
+    var cpl: LevelChoice = .both
+
+    var selection: Selection {
+        Selection(suites: suite.map(splitList) ?? [], filters: filter.map(splitList) ?? [], levels: cpl.levels)
+    }
+}
+
+func splitList(_ s: String) -> [String] {
+    s.split(separator: ",").map { String($0).trimmingSpaces }.filter { !$0.isEmpty }
+}
+
+extension String {
+    var trimmingSpaces: String { String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
+}
+
+/// Prints a line and flushes, so a pipe sees each result as it happens.
+func emit(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
+func fail(_ message: String, code: Int32 = ExitStatus.usage) -> Never {
+    printError("kvmcheck: \(message)")
+    exit(code)
+}
+
+/// One line to stderr (stdout stays pure TAP).
+func printError(_ line: String) {
+    fflush(nil)
+    let text = line + "\n"
+    _ = text.withCString { write(2, $0, strlen($0)) }
+}
+
+/// This binary's path, so each check can run in a child of the same build.
+func selfExecutable() -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    return n > 0 ? String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run checks (the default).")
+
+    @OptionGroup var selectionOptions: SelectionOptions
+    @OptionGroup var device: DeviceOptions
+
+    @Option(help: "Seconds each check may take before it is killed and reported as TIMEOUT.")
+    var timeout: Double = 10
+
+    @Option(name: .customLong("tap-version"), help: "13 (flat, for prove) or 14 (nested subtests).")
+    var tapVersion = 14
+
+    func validate() throws {
+        guard tapVersion == 13 || tapVersion == 14 else { throw ValidationError("--tap-version must be 13 or 14") }
+        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    }
+
+    func run() throws {
+        let suites = SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())
+        let plan: [(Suite, [CheckInstance])]
+        do { plan = try select(selectionOptions.selection, from: suites) } catch { fail("\(error)") }
+
+        let reporter = TAPReporter(version: tapVersion, write: emit)
+        let host = HostInfo.current()
+        let system: KVMSystem
+        do { system = try KVMSystem(path: device.device) } catch {
+            let header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: nil,
+                                   processCapabilities: ProcessCapability.currentText())
+            reporter.skipAll(header: header, reason: "cannot open \(device.device): \(error.errno?.symbolicName ?? "") (\(error.errno?.message ?? "\(error)"))")
+            throw ExitCode(4)
         }
-    } catch { print(cpl, "error", error) }
+        var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: try? system.apiVersion(),
+                               processCapabilities: ProcessCapability.currentText())
+        if let cap = device.debugCR3Cap { header.notes.append("KVM_CAP_X86_GUEST_DEBUG_CR3 taken as \(cap) (--debug-cr3-cap)") }
+        let runner = Runner(childExecutable: selfExecutable(), settings: device.settings, timeoutSeconds: timeout)
+        let summary = runner.run(plan, header: header, reporter: reporter)
+        printError("kvmcheck: \(summary.line)")
+        throw ExitCode(summary.exitCode)
+    }
+}
+
+/// Test-only suites (names starting with "_") are visible when this is set.
+func hiddenSuitesEnabled() -> Bool { getenv("KVMCHECK_HARNESS_SELFTEST").map { String(cString: $0) == "1" } ?? false }
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List suites, checks and the uAPI each exercises.")
+
+    @OptionGroup var selectionOptions: SelectionOptions
+
+    func run() throws {
+        let plan: [(Suite, [CheckInstance])]
+        do { plan = try select(selectionOptions.selection, from: SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())) } catch { fail("\(error)") }
+        for (suite, instances) in plan {
+            emit("\(suite.name) — \(suite.summary) [patches/\(suite.series).md]")
+            for i in instances {
+                let needs = i.check.requirements.map(\.summary)
+                emit("  \(i.id)  uapi: \(i.check.uapi.joined(separator: ", "))"
+                     + (needs.isEmpty ? "" : "  requires: \(needs.joined(separator: ", "))")
+                     + (i.check.informational ? "  (informational)" : ""))
+            }
+        }
+    }
+}
+
+struct Caps: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Table of each uAPI of the series: advertised by its cap, observed by a probe, and the verdict.")
+
+    @OptionGroup var device: DeviceOptions
+
+    func run() throws {
+        let host = HostInfo.current()
+        emit("kernel \(host.kernelRelease), KVM flavour \(host.kvmFlavour), CPU vendor \(host.cpuVendor)")
+        let system: KVMSystem
+        do { system = try KVMSystem(path: device.device) } catch {
+            emit("cannot open \(device.device): \(error)")
+            throw ExitCode(4)
+        }
+        emit("KVM API version \((try? system.apiVersion()).map(String.init) ?? "unknown")")
+        let rows = SuiteRegistry.all().flatMap { suite in suite.features.map { (suite.name, $0) } }
+        var table = [["uAPI", "advertised by", "cap", "probe", "status", "suite"]]
+        for (suite, feature) in rows {
+            let advertised = feature.advertised(system, device.settings)
+            let probe = feature.probe(system, device.settings)
+            let status = FeatureStatus.of(advertised: advertised, probe: probe)
+            let cap = advertised.map { $0 ? "yes" : "no" } ?? "n/a"
+            let seen: String
+            switch probe {
+            case .works(let d): seen = "works: \(d)"
+            case .absent(let d): seen = "absent: \(d)"
+            case .misbehaves(let d): seen = "MISBEHAVES: \(d)"
+            }
+            table.append([feature.name, feature.advertisement, cap, seen, status.rawValue, suite])
+        }
+        let widths = (0..<table[0].count).map { c in table.map { $0[c].count }.max() ?? 0 }
+        for row in table {
+            emit(row.enumerated().map { c, cell in c == row.count - 1 ? cell : cell.padding(to: widths[c]) }
+                .joined(separator: "  "))
+        }
+    }
+}
+
+extension String {
+    func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
+
+/// Runs one check instance and writes its result to fd 3 (used by the runner; not for people).
+struct ChildCheck: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "__check", shouldDisplay: false)
+
+    @Argument var id: String
+    @OptionGroup var device: DeviceOptions
+
+    func run() throws {
+        let all = SuiteRegistry.all(includeHidden: true).flatMap(\.instances)
+        guard let instance = all.first(where: { $0.id == id }) else { fail("no check with id '\(id)'") }
+        ChildExecution.run(instance, settings: device.settings)
+    }
+}
+
+// Usage errors exit 2 (not ArgumentParser's 64), help and --version exit 0.
+do {
+    var command = try Kvmcheck.parseAsRoot()
+    try command.run()
+} catch let code as ExitCode {
+    exit(code.rawValue)
+} catch {
+    let status = Kvmcheck.exitCode(for: error)
+    if status == .success {
+        print(Kvmcheck.fullMessage(for: error))
+        exit(0)
+    }
+    let message = Kvmcheck.fullMessage(for: error)
+    fail(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)
 }

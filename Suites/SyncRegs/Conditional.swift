@@ -1,0 +1,77 @@
+import CheckKit
+import CKVM
+import GuestKit
+import KVMKit
+import X86Asm
+
+// The counter-proposal to CR3-in-debug-exit: kvm_valid_regs bit 63 makes the copy-out
+// conditional on the exit reason's bit in kvm_run.kvm_save_regs_on_exit (1024 bits after s).
+
+/// A guest that exits once with KVM_EXIT_IO and then with KVM_EXIT_MMIO (a ucall).
+func twoExitGuest(_ t: CheckContext) throws -> Guest {
+    try t.guest { a in
+        a.mov(.rbx, 0x10)
+        a.out(0x80, .al)       // KVM_EXIT_IO
+        a.mov(.rbx, 0x20)
+        a.ucallSync(1)         // KVM_EXIT_MMIO
+        a.ucallDone()
+    }
+}
+
+/// Probes whether KVM_RUN accepts bit 63; nil when accepted, else the precise gap.
+func conditionalSyncRejection(_ system: KVMSystem) -> String? {
+    do {
+        let g = try Guest(system: system, cpl: .cpl0) { a in a.ucallDone() }
+        g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
+        g.vcpu.saveRegsOnExitBitmap = Array(repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
+        if let error = g.vcpu.runOnce() {
+            return "KVM_RUN with kvm_valid_regs = REGS|KVM_SYNC_REGS_CONDITIONAL (bit 63) failed with "
+                + "\(error.errno?.symbolicName ?? "\(error)"): conditional sync regs absent (unmerged proposal)"
+        }
+        return nil
+    } catch { return "probe failed: \(error)" }
+}
+
+func conditionalSyncCheck(_ t: CheckContext) throws {
+    if let gap = conditionalSyncRejection(t.system) { throw Skip(gap) }
+    // Mark KVM_EXIT_IO only: the IO exit must sync, the MMIO exit must not.
+    let g = try twoExitGuest(t)
+    var bitmap = [UInt64](repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
+    bitmap[0] = 1 << UInt64(KVM_EXIT_IO)
+    g.vcpu.saveRegsOnExitBitmap = bitmap
+    g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
+    g.vcpu.poisonSyncRegs(poison)
+    let first = try g.next()
+    guard case .exit(.io) = first else { throw t.unexpected(first, expected: "KVM_EXIT_IO from out 0x80") }
+    try t.expectSameBytes(uapiBytes(of: g.vcpu.syncedRegs), uapiBytes(of: try g.vcpu.regs()),
+                          "kvm_run.s.regs on KVM_EXIT_IO (marked in the bitmap)")
+    g.vcpu.poisonSyncRegs(poison)
+    try g.expectSync(1)
+    try t.expect(uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison }, "kvm_run.s.regs on KVM_EXIT_MMIO (not marked)",
+                 expected: "untouched (not synced)", observed: "synced anyway: the bitmap was ignored")
+}
+
+let syncRegsFeature = Feature(
+    "KVM_CAP_SYNC_REGS (REGS|SREGS|EVENTS)", advertisement: "KVM_CAP_SYNC_REGS mask & 0x7",
+    advertised: { kvm, _ in ((try? kvm.checkExtension(.syncRegs)) ?? 0) & 7 == 7 },
+    probe: { kvm, _ in
+        do {
+            let g = try Guest(system: kvm, cpl: .cpl0) { a in a.mov(.rbx, 0x5151); a.ucallSync(1); a.ucallDone() }
+            g.vcpu.poisonSyncRegs(poison)
+            g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue
+            try g.expectSync(1)
+            return uapiBytes(of: g.vcpu.syncedRegs) == uapiBytes(of: try g.vcpu.regs())
+                ? .works("s.regs == KVM_GET_REGS after an exit")
+                : .misbehaves("s.regs differs from KVM_GET_REGS after an exit")
+        } catch let e as KVMError where e.errno == .invalidArgument {
+            return .absent("KVM_RUN rejected kvm_valid_regs = REGS (EINVAL)")
+        } catch { return .misbehaves("\(error)") }
+    })
+
+let conditionalSyncFeature = Feature(
+    "KVM_SYNC_REGS_CONDITIONAL (bit 63)", advertisement: "no capability (unmerged proposal)",
+    advertised: { _, _ in nil },
+    probe: { kvm, _ in
+        if let gap = conditionalSyncRejection(kvm) { return .absent(gap.replacing(": conditional sync regs absent (unmerged proposal)", with: "")) }
+        return .works("KVM_RUN accepts bit 63 in kvm_valid_regs")
+    })

@@ -1,0 +1,189 @@
+import CheckKit
+import CKVM
+import GuestKit
+import KVMKit
+import X86Asm
+
+// KVM_CAP_SYNC_REGS (kvm_run.kvm_valid_regs / kvm_dirty_regs / s) and the proposed
+// conditional mode (bit 63 + per-exit-reason bitmap), seeds 000 and the review reply.
+
+@section("kvmcheck_suites") @used
+let syncRegsEntry: SuiteEntryPoint = { registerSuite(syncRegsSuite) }
+
+let allSyncSets = Requirement.capability(.syncRegs, includes: SyncRegSet.all.rawValue, named: "REGS|SREGS|EVENTS")
+let syncUAPI = ["KVM_CAP_SYNC_REGS", "kvm_run.kvm_valid_regs", "kvm_run.s"]
+let dirtyUAPI = ["KVM_CAP_SYNC_REGS", "kvm_run.kvm_dirty_regs", "kvm_run.s"]
+/// A bit no kernel defines: the uAPI says unused bits must be zero.
+let undefinedSyncBit: UInt64 = 0x8000_0000
+/// Poison for kvm_run.s, so "the kernel copied nothing" never looks like a match.
+let poison: UInt8 = 0xA5
+
+let syncRegsSuite = Suite(
+    "sync-regs", summary: "kvm_run sync regs, and the proposed conditional sync (bit 63 + exit bitmap)",
+    series: "cr3-debug-exit", features: [syncRegsFeature, conditionalSyncFeature], checks: [
+        Check("synced_regs_equal_get_regs", uapi: syncUAPI, requires: [allSyncSets], levels: .both) { t in
+            try compareSynced(t, .regs, field: UAPILayout.regsField) {
+                try UAPILayout.significantBytes($0.vcpu.regs())
+            } synced: { UAPILayout.significantBytes($0.syncedRegs) }
+        },
+        Check("synced_sregs_equal_get_sregs", uapi: syncUAPI, requires: [allSyncSets], levels: .both) { t in
+            try compareSynced(t, .sregs, field: UAPILayout.sregsField) {
+                try UAPILayout.significantBytes($0.vcpu.sregs())
+            } synced: { UAPILayout.significantBytes($0.syncedSregs) }
+        },
+        Check("synced_events_equal_get_vcpu_events", uapi: syncUAPI, requires: [allSyncSets], levels: .both) { t in
+            try compareSynced(t, .events, field: UAPILayout.eventsField) {
+                try UAPILayout.significantBytes($0.vcpu.events())
+            } synced: { UAPILayout.significantBytes($0.syncedEvents) }
+        },
+        Check("sregs_interrupt_bitmap_cleared_on_sync", uapi: syncUAPI, requires: [allSyncSets], informational: true) { t in
+            let g = try t.guest { a in a.ucallSync(1); a.ucallDone() }
+            var sregs = g.vcpu.syncedSregs
+            sregs.interrupt_bitmap = (~0, ~0, ~0, ~0)
+            g.vcpu.syncedSregs = sregs
+            g.vcpu.syncValidRegs = SyncRegSet.sregs.rawValue
+            try g.expectSync(1)
+            let synced = uapiBytes(of: g.vcpu.syncedSregs.interrupt_bitmap), fresh = uapiBytes(of: try g.vcpu.sregs().interrupt_bitmap)
+            try t.expect(synced == fresh, "kvm_run.s.sregs.interrupt_bitmap after a sync (userspace left all bits set)",
+                         expected: "rewritten to match KVM_GET_SREGS (\(fresh.allSatisfy { $0 == 0 } ? "all clear" : "bits set"))",
+                         observed: synced.allSatisfy { $0 == 0xFF } ? "stale userspace bits kept" : "partially rewritten")
+        },
+        Check("valid_regs_zero_copies_nothing", uapi: syncUAPI, requires: [allSyncSets]) { t in
+            let g = try t.guest { a in a.ucallSync(1); a.ucallDone() }
+            g.vcpu.poisonSyncRegs(poison)
+            g.vcpu.syncValidRegs = 0
+            try g.expectSync(1)
+            try t.expect(uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison }, "kvm_run.s.regs with kvm_valid_regs = 0",
+                         expected: "untouched (0x\(String(poison, radix: 16)) poison)", observed: "overwritten by the kernel")
+        },
+        Check("dirty_regs_write_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
+            let g = try t.guest { a in
+                a.mov(.rbx, 0x1111)
+                a.ucallSync(1, .rbx)
+                a.ucallSync(2, .rbx)
+                a.ucallDone()
+            }
+            g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue
+            try g.expectSync(1)
+            var regs = g.vcpu.syncedRegs
+            regs.rbx = 0xBAD1_DEA0
+            g.vcpu.syncedRegs = regs
+            g.vcpu.syncDirtyRegs = SyncRegSet.regs.rawValue
+            let seen = try g.expectSync(2)[0]
+            try t.expectEqual(seen, UInt64(0xBAD1_DEA0), "rbx the guest sees after a kvm_dirty_regs REGS write")
+            try t.expectEqual(g.vcpu.syncDirtyRegs & SyncRegSet.regs.rawValue, 0, "kvm_dirty_regs REGS bit after KVM_RUN consumed it")
+        },
+        Check("regs_write_without_dirty_bit_ignored", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
+            let g = try t.guest { a in
+                a.mov(.rbx, 0x1111)
+                a.ucallSync(1)
+                a.ucallSync(2, .rbx)
+                a.ucallDone()
+            }
+            g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue
+            try g.expectSync(1)
+            var regs = g.vcpu.syncedRegs
+            regs.rbx = 0xBAD1_DEA0
+            g.vcpu.syncedRegs = regs
+            g.vcpu.syncDirtyRegs = 0
+            try t.expectEqual(try g.expectSync(2)[0], UInt64(0x1111), "rbx the guest sees when kvm_dirty_regs is 0")
+        },
+        Check("dirty_events_inject_exception", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
+            let g = try t.guest { a in
+                a.onFault(resumeAt: "after")
+                a.ucallSync(1)
+                a.label("after")
+                a.clearFault()
+                a.ucallSync(2)
+                a.ucallDone()
+            }
+            g.vcpu.syncValidRegs = SyncRegSet.events.rawValue
+            try g.expectSync(1)
+            var events = g.vcpu.syncedEvents
+            events.exception.injected = 1
+            events.exception.nr = 6 // #UD: no error code, unambiguous in the guest's handler
+            events.exception.has_error_code = 0
+            g.vcpu.syncedEvents = events
+            g.vcpu.syncDirtyRegs = SyncRegSet.events.rawValue
+            let event = try g.next()
+            guard case .exception(let e) = event else {
+                throw t.unexpected(event, expected: "guest #UD (vector 6) injected through kvm_dirty_regs EVENTS")
+            }
+            try t.expectEqual(e.vector, 6, "vector the guest's IDT handler received")
+            try g.expectSync(2)
+        },
+        Check("dirty_sregs_cr0_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .only(.cpl0)) { t in
+            let g = try t.guest { a in
+                a.ucallSync(1)
+                a.mov(.rax, .cr0)
+                a.ucallSync(2, .rax)
+                a.ucallDone()
+            }
+            g.vcpu.syncValidRegs = SyncRegSet.sregs.rawValue
+            try g.expectSync(1)
+            var sregs = g.vcpu.syncedSregs
+            let before = sregs.cr0
+            sregs.cr0 |= 0x8 // CR0.TS: harmless without FPU use, visible to mov from cr0
+            g.vcpu.syncedSregs = sregs
+            g.vcpu.syncDirtyRegs = SyncRegSet.sregs.rawValue
+            let seen = try g.expectSync(2)[0]
+            try t.expectEqual(seen & 0x8, 0x8, "CR0.TS the guest reads after setting it via kvm_dirty_regs SREGS (CR0 was 0x\(String(before, radix: 16)))")
+        },
+        Check("undefined_valid_bit_einval_before_entry", uapi: syncUAPI, requires: [allSyncSets]) { t in
+            try expectRejectedBeforeEntry(t, valid: undefinedSyncBit, dirty: 0)
+        },
+        Check("undefined_dirty_bit_einval_before_entry", uapi: dirtyUAPI, requires: [allSyncSets]) { t in
+            try expectRejectedBeforeEntry(t, valid: 0, dirty: undefinedSyncBit)
+        },
+        Check("valid_plus_undefined_bit_einval_before_entry", uapi: syncUAPI, requires: [allSyncSets]) { t in
+            try expectRejectedBeforeEntry(t, valid: SyncRegSet.all.rawValue | undefinedSyncBit, dirty: SyncRegSet.regs.rawValue)
+        },
+        Check("conditional_sync_on_marked_exits_only", uapi: ["KVM_SYNC_REGS_CONDITIONAL", "kvm_run.kvm_save_regs_on_exit"],
+              requires: [allSyncSets]) { t in
+            try conditionalSyncCheck(t)
+        },
+    ])
+
+/// Runs a guest to a ucall with `set` requested and compares kvm_run.s with the GET ioctl.
+func compareSynced(_ t: CheckContext, _ set: SyncRegSet, field: (Int) -> String, get: (Guest) throws -> [UInt8],
+                   synced: (VCPU) -> [UInt8]) throws {
+    let g = try t.guest { a in
+        // Distinct values in every GPR so a stale or partial copy shows.
+        for (i, r) in Reg64.allCases.enumerated() where r != .rsp { a.mov(r, Int64(0x1000 + i * 0x111)) }
+        a.ucallSync(1)
+        a.ucallDone()
+    }
+    g.vcpu.poisonSyncRegs(poison)
+    // The copy-out only sets interrupt_bitmap bits and never clears the field (see
+    // sregs_interrupt_bitmap_cleared_on_sync), so start it as a VMM would: zeroed.
+    var sregs = g.vcpu.syncedSregs
+    sregs.interrupt_bitmap = (0, 0, 0, 0)
+    g.vcpu.syncedSregs = sregs
+    g.vcpu.syncValidRegs = set.rawValue
+    try g.expectSync(1)
+    // Padding is masked: the kernel copies fields into kvm_run.s, and our poison stays in the holes.
+    try t.expectSameBytes(synced(g.vcpu), try get(g), "kvm_run.s \(set) vs KVM_GET_\(set) after a \(g.cpl) MMIO exit",
+                          fieldAt: field)
+}
+
+/// KVM_RUN with bad bits must fail with EINVAL and leave the guest unrun.
+func expectRejectedBeforeEntry(_ t: CheckContext, valid: UInt64, dirty: UInt64) throws {
+    let g = try t.guest { a in
+        a.mov(qword: .absolute(GuestLayout.data), 0x5EE11)
+        a.ucallSync(1)
+        a.ucallDone()
+    }
+    let entry = try g.vcpu.regs().rip
+    g.vcpu.syncValidRegs = valid
+    g.vcpu.syncDirtyRegs = dirty
+    let error = g.vcpu.runOnce()
+    let what = "KVM_RUN with kvm_valid_regs=0x\(String(valid, radix: 16)) kvm_dirty_regs=0x\(String(dirty, radix: 16))"
+    try t.expect(error?.errno == .invalidArgument, what, expected: "-1 EINVAL",
+                 observed: error.map { "-1 \($0.errno?.symbolicName ?? "\($0)")" } ?? "success, exit \(g.vcpu.lastExit)")
+    try t.expectEqual(try g.vcpu.regs().rip, entry, "guest RIP after the rejected KVM_RUN (must not have entered)")
+    try t.expectEqual(g.memory.load(UInt64.self, at: GuestLayout.data), 0, "guest marker store (must not have run)")
+    // Control: the same guest runs once the bits are valid, so the rejection was about the bits.
+    g.vcpu.syncValidRegs = 0
+    g.vcpu.syncDirtyRegs = 0
+    try g.expectSync(1)
+}
