@@ -3,6 +3,7 @@
 #include "ckvm.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,8 @@ static __thread volatile sig_atomic_t watchdog_fired;
 static __thread timer_t watchdog_timer;
 static __thread int watchdog_timer_valid;
 static __thread unsigned int watchdog_ms;
+static __thread sigset_t watchdog_saved_mask;
+static __thread int watchdog_mask_saved;
 
 static void watchdog_signal(int sig) {
     (void)sig;
@@ -211,6 +214,13 @@ int ckvm_watchdog_arm(unsigned int ms) {
     ckvm_watchdog_disarm();
     watchdog_fired = 0;
     watchdog_ms = ms;
+    /* Worker threads (dispatch, Swift concurrency) block most signals; a blocked
+     * SIGUSR2 would stay pending and never interrupt KVM_RUN. */
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    if (pthread_sigmask(SIG_UNBLOCK, &usr2, &watchdog_saved_mask) == 0)
+        watchdog_mask_saved = 1;
     struct sigevent sev;
     memset(&sev, 0, sizeof(sev));
     sev.sigev_notify = SIGEV_THREAD_ID;
@@ -234,6 +244,10 @@ void ckvm_watchdog_disarm(void) {
     if (watchdog_timer_valid) {
         timer_delete(watchdog_timer);
         watchdog_timer_valid = 0;
+    }
+    if (watchdog_mask_saved) {
+        pthread_sigmask(SIG_SETMASK, &watchdog_saved_mask, NULL);
+        watchdog_mask_saved = 0;
     }
 }
 

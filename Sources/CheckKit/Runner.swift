@@ -55,8 +55,10 @@ public struct Runner {
             verdict = .crash("child exited with status \(outcome.exit_code) without reporting")
         }
         if verdict.isFailure && !output.isEmpty {
-            let tail = output.split(separator: "\n", omittingEmptySubsequences: true).suffix(12)
-            notes += tail.map { "child output: \($0)" }
+            // The reason a child died precedes Swift's stack dump; keep the reason.
+            let lines = output.split(separator: "\n", omittingEmptySubsequences: true)
+            let reason = lines.prefix { !$0.hasPrefix("Current stack trace:") }
+            notes += reason.suffix(12).map { "child output: \($0)" }
         }
         return CheckResult(id: instance.id, suite: instance.suite.name, name: instance.localName, verdict: verdict,
                            notes: notes, informational: instance.check.informational,
@@ -66,6 +68,8 @@ public struct Runner {
     /// Runs every selected instance in order, reporting as it goes.  Stops early on SIGINT/SIGTERM.
     public func run(_ plan: [(Suite, [CheckInstance])], header: RunHeader, reporter: Reporter) -> RunSummary {
         cproc_install_interrupt_handler()
+        // A crashing child should say why in one line, not print a full symbolicated backtrace.
+        setenv("SWIFT_BACKTRACE", "enable=no", 0)
         var summary = RunSummary()
         reporter.begin(header: header, plan: plan.map { ($0.0.name, $0.1.count) })
         for (suite, instances) in plan {

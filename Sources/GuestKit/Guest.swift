@@ -8,6 +8,8 @@ public struct GuestOptions: Sendable {
     public var inKernelIRQChip = false
     /// Load KVM_GET_SUPPORTED_CPUID into the vCPU (as selftests do).
     public var supportedCPUID = true
+    /// Edits the CPUID table before KVM_SET_CPUID2 (e.g. to hide a feature from the vCPU).
+    public var editCPUID: (@Sendable (inout [kvm_cpuid_entry2]) -> Void)?
     /// Extra RFLAGS bits at entry (e.g. IF).  IOPL=3 is always set at CPL3 so ucalls work there.
     public var extraRFLAGS: UInt64 = 0
     /// Extra CR4 bits at entry (e.g. PCIDE).
@@ -100,7 +102,11 @@ public final class Guest {
         memory = try vm.addMemory(slot: 0, guestPhysical: 0, size: GuestLayout.memorySize)
         if options.inKernelIRQChip { try vm.createIRQChip() }
         vcpu = try vm.createVCPU()
-        if options.supportedCPUID { try vcpu.setCPUID(system.supportedCPUID()) }
+        if options.supportedCPUID {
+            var cpuid = try system.supportedCPUID()
+            options.editCPUID?(&cpuid)
+            try vcpu.setCPUID(cpuid)
+        }
 
         try GuestEnvironment.install(in: memory)
         memory.write(program.bytes, at: GuestLayout.code)

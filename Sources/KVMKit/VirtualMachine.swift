@@ -42,6 +42,13 @@ public final class VirtualMachine {
         _ = try checked(ckvm_enable_cap(fd.rawValue, UInt32(cap.rawValue), arg0), "KVM_ENABLE_CAP(\(cap.name))")
     }
 
+    /// KVM_GET_ONE_REG issued on the VM fd (a vCPU ioctl on the wrong fd), for errno probes.
+    public func getOneRegOnVMDescriptor(_ id: UInt64) -> KVMError? {
+        var value: UInt64 = 0
+        let r = withUnsafeMutablePointer(to: &value) { ckvm_get_one_reg(fd.rawValue, id, UInt64(UInt(bitPattern: $0))) }
+        return r < 0 ? KVMError("KVM_GET_ONE_REG on a VM fd", .failed(errno: Errno(rawValue: CInt(-r)))) : nil
+    }
+
     public func createVCPU(id: Int = 0) throws(KVMError) -> VCPU {
         let vcpufd = try checked(ckvm_create_vcpu(fd.rawValue, UInt(id)), "KVM_CREATE_VCPU")
         let descriptor = FileDescriptor(rawValue: CInt(vcpufd))

@@ -1,0 +1,93 @@
+import CheckKit
+import CKVM
+import KVMKit
+
+// Each malformed ONE_REG request and the errno the uAPI (api.rst 4.68, x86.c) gives it.
+
+struct BadRequest: Sendable {
+    let name: String
+    let what: String
+    let errno: Errno
+    let attempt: @Sendable (VCPU) -> KVMError?
+}
+
+let lstarID = X86RegID.msr(0xC000_0082)
+
+func getError(_ id: UInt64) -> @Sendable (VCPU) -> KVMError? {
+    { vcpu in
+        do throws(KVMError) { _ = try vcpu.getOneReg(id); return nil } catch { return error }
+    }
+}
+
+let badRequests: [BadRequest] = [
+    BadRequest(name: "size_u32_einval", what: "MSR id with KVM_REG_SIZE_U32", errno: .invalidArgument,
+               attempt: getError(lstarID & ~X86RegID.sizeMask | X86RegID.sizeU32)),
+    BadRequest(name: "size_u128_einval", what: "MSR id with KVM_REG_SIZE_U128", errno: .invalidArgument,
+               attempt: getError(lstarID & ~X86RegID.sizeMask | UInt64(KVM_REG_SIZE_U128))),
+    BadRequest(name: "unknown_type_einval", what: "type 7 (neither MSR nor KVM)", errno: .invalidArgument,
+               attempt: getError(lstarID & ~(0xFF << 32) | (7 << 32))),
+    BadRequest(name: "reserved_bits_40_47_einval", what: "rsvd1 (bit 40) set", errno: .invalidArgument,
+               attempt: getError(lstarID | 1 << 40)),
+    BadRequest(name: "reserved_bits_48_51_einval", what: "rsvd2 (bit 48) set", errno: .invalidArgument,
+               attempt: getError(lstarID | 1 << 48)),
+    BadRequest(name: "wrong_arch_einval", what: "KVM_REG_ARM64 arch byte", errno: .invalidArgument,
+               attempt: getError(lstarID & ~X86RegID.archMask | X86RegID.archARM64)),
+    BadRequest(name: "unknown_msr_einval", what: "MSR 0xc0de0001 (no such MSR)", errno: .invalidArgument,
+               attempt: getError(X86RegID.msr(0xC0DE_0001))),
+    BadRequest(name: "unknown_kvm_register_einval", what: "KVM-defined register index 0x10", errno: .invalidArgument,
+               attempt: getError(X86RegID.kvm(0x10) | X86RegID.sizeU64)),
+    BadRequest(name: "null_address_get_efault", what: "KVM_GET_ONE_REG with addr = NULL", errno: .badAddress,
+               attempt: { $0.oneRegWithAddress(lstarID, address: 0, set: false) }),
+    BadRequest(name: "null_address_set_efault", what: "KVM_SET_ONE_REG with addr = NULL", errno: .badAddress,
+               attempt: { $0.oneRegWithAddress(lstarID, address: 0, set: true) }),
+    BadRequest(name: "vm_fd_enotty", what: "KVM_GET_ONE_REG on the VM fd instead of a vCPU fd", errno: .inappropriateIOCTLForDevice,
+               attempt: { $0.vm.getOneRegOnVMDescriptor(lstarID) }),
+]
+
+let badEncodingChecks: [Check] = badRequests.map { bad in
+    Check(bad.name, uapi: ["KVM_GET_ONE_REG", "KVM_SET_ONE_REG"], requires: [oneRegCap]) { t in
+        let vcpu = try t.system.createVM().createVCPU()
+        // Control: the well-formed request works, so the error below is about the encoding.
+        _ = try vcpu.getOneReg(lstarID)
+        let error = bad.attempt(vcpu)
+        try t.expect(error?.errno == bad.errno, "\(bad.what)", expected: "-1 \(bad.errno.symbolicName)",
+                     observed: error.map { "-1 \($0.errno?.symbolicName ?? "\($0)")" } ?? "success")
+    }
+}
+
+let oneRegFeatures: [Feature] = [
+    Feature("KVM_{GET,SET}_ONE_REG (x86 MSRs)", advertisement: "KVM_CAP_ONE_REG",
+            advertised: { kvm, _ in ((try? kvm.checkExtension(.oneReg)) ?? 0) != 0 },
+            probe: { kvm, _ in
+                do {
+                    let vcpu = try kvm.createVM().createVCPU()
+                    try vcpu.setMSRs([(0xC000_0082, 0xFFFF_FFFF_8100_1000)])
+                    let v = try vcpu.getOneReg(lstarID)
+                    return v == 0xFFFF_FFFF_8100_1000 ? .works("GET_ONE_REG(LSTAR) returns the KVM_SET_MSRS canary")
+                        : .misbehaves("GET_ONE_REG(LSTAR) = 0x\(String(v, radix: 16)), canary 0xffffffff81001000")
+                } catch let e as KVMError where e.errno == .invalidArgument {
+                    return .absent("\(e)")
+                } catch { return .misbehaves("\(error)") }
+            }),
+    Feature("KVM_GET_REG_LIST (x86)", advertisement: "KVM_CAP_ONE_REG",
+            advertised: { kvm, _ in ((try? kvm.checkExtension(.oneReg)) ?? 0) != 0 },
+            probe: { kvm, _ in
+                guard let vcpu = try? kvm.createVM().createVCPU() else { return .misbehaves("cannot create a vCPU") }
+                let (result, n) = vcpu.regList(capacity: 0)
+                switch result {
+                case .success: return n == 0 ? .works("n = 0 succeeds (no KVM-defined registers)") : .misbehaves("success but n = \(n)")
+                case .failure(let e) where e.errno?.symbolicName == "E2BIG": return .works("E2BIG, n = \(n)")
+                case .failure(let e): return .absent("\(e)")
+                }
+            }),
+    Feature("KVM_REG_GUEST_SSP", advertisement: "SHSTK in KVM_GET_SUPPORTED_CPUID",
+            advertised: { kvm, _ in (try? kvm.supportedCPUID()).map { CPUIDFeature.shadowStack.isSet(in: $0) } },
+            probe: { kvm, _ in
+                do {
+                    let vcpu = try kvm.createVM().createVCPU()
+                    try vcpu.setCPUID(try kvm.supportedCPUID())
+                    _ = try vcpu.getOneReg(X86RegID.guestSSP)
+                    return .works("GET_ONE_REG(GUEST_SSP) succeeds")
+                } catch { return .absent("\(error)") }
+            }),
+]

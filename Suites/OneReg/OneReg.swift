@@ -1,0 +1,153 @@
+import CheckKit
+import CKVM
+import GuestKit
+import KVMKit
+import X86Asm
+
+// x86 KVM_{GET,SET}_ONE_REG and KVM_GET_REG_LIST (CET series, 6.18).
+
+@section("kvmcheck_suites") @used
+let oneRegEntry: SuiteEntryPoint = { registerSuite(oneRegSuite) }
+
+let oneRegCap = Requirement.capability(.oneReg)
+let oneRegUAPI = ["KVM_GET_ONE_REG", "KVM_SET_ONE_REG", "KVM_X86_REG_MSR"]
+
+/// MSRs with a canonical, valid canary each — never the reset value, so a zero-read cannot pass.
+struct MSRCanary: Sendable {
+    let name: String
+    let index: UInt32
+    let canary: UInt64
+    let other: UInt64
+}
+
+let msrCanaries: [MSRCanary] = [
+    MSRCanary(name: "STAR", index: 0xC000_0081, canary: 0x0023_0010_0000_0000, other: 0x001B_0008_0000_0000),
+    MSRCanary(name: "LSTAR", index: 0xC000_0082, canary: 0xFFFF_FFFF_8100_1000, other: 0xFFFF_FFFF_8200_2000),
+    MSRCanary(name: "CSTAR", index: 0xC000_0083, canary: 0xFFFF_FFFF_8100_3000, other: 0xFFFF_FFFF_8200_4000),
+    MSRCanary(name: "SYSCALL_MASK", index: 0xC000_0084, canary: 0x4_7700, other: 0x300),
+    MSRCanary(name: "FS_BASE", index: 0xC000_0100, canary: 0x7F00_0000_1000, other: 0x7E00_0000_1000),
+    MSRCanary(name: "GS_BASE", index: 0xC000_0101, canary: 0x7F00_0000_2000, other: 0x7E00_0000_2000),
+    MSRCanary(name: "KERNEL_GS_BASE", index: 0xC000_0102, canary: 0x7FFF_1234_5000, other: 0x7FFE_1234_6000),
+    MSRCanary(name: "SYSENTER_CS", index: 0x174, canary: 0x10, other: 0x08),
+    MSRCanary(name: "PAT", index: 0x277, canary: 0x0007_0406_0007_0106, other: 0x0007_0406_0006_0106),
+]
+
+/// The canaries whose MSRs this kernel saves/restores (KVM_GET_MSR_INDEX_LIST).
+func supportedCanaries(_ system: KVMSystem) throws -> [MSRCanary] {
+    let listed = Set(try system.msrIndexList())
+    return msrCanaries.filter { listed.contains($0.index) }
+}
+
+let oneRegSuite = Suite(
+    "one-reg", summary: "x86 KVM_{GET,SET}_ONE_REG and KVM_GET_REG_LIST (6.18)", series: "x86-one-reg",
+    features: oneRegFeatures, checks: [
+        Check("one_reg_cap_matches_behaviour", uapi: ["KVM_CAP_ONE_REG", "KVM_GET_ONE_REG"]) { t in
+            let advertised = try t.system.checkExtension(.oneReg)
+            let vm = try t.system.createVM()
+            let vmAdvertised = try vm.checkExtension(.oneReg)
+            let vcpu = try vm.createVCPU()
+            let efer = Result { () throws(KVMError) in try vcpu.getOneReg(X86RegID.msr(0xC000_0080)) }
+            t.note("KVM_CHECK_EXTENSION(ONE_REG): system \(advertised), VM \(vmAdvertised); GET_ONE_REG(EFER): \(efer)")
+            if advertised == 0, case .failure(let e) = efer, e.errno == .invalidArgument {
+                throw Skip("KVM_CAP_ONE_REG = 0 and KVM_GET_ONE_REG(EFER) fails with EINVAL: x86 ONE_REG absent (pre-6.18)")
+            }
+            try t.expectEqual(vmAdvertised, advertised, "KVM_CHECK_EXTENSION(ONE_REG) on the VM fd vs the system fd")
+            try t.expect(advertised != 0, "KVM_CHECK_EXTENSION(ONE_REG)", expected: "1 (KVM_GET_ONE_REG works)",
+                         observed: "0 although KVM_GET_ONE_REG works")
+            if case .failure(let e) = efer { throw Failure("KVM_GET_ONE_REG(EFER) with KVM_CAP_ONE_REG advertised", expected: "success", observed: "\(e)", ioctl: e.operation, errno: e.errno?.symbolicName) }
+        },
+        Check("one_reg_reads_equal_get_msrs", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap]) { t in
+            let vcpu = try t.system.createVM().createVCPU()
+            let msrs = try supportedCanaries(t.system)
+            try t.expect(!msrs.isEmpty, "canary MSRs in KVM_GET_MSR_INDEX_LIST", expected: "at least one", observed: "none")
+            for m in msrs {
+                try t.expectEqual(try vcpu.setMSRs([(m.index, m.canary)]), 1, "KVM_SET_MSRS(\(m.name) = canary) processed count")
+                try t.expectEqual(try vcpu.getOneReg(X86RegID.msr(m.index)), m.canary, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_MSRS")
+                try t.expectEqual(try vcpu.getMSR(m.index), m.canary, "KVM_GET_MSRS(\(m.name)) after KVM_SET_MSRS")
+            }
+            t.note("\(msrs.count) MSRs agree: " + msrs.map(\.name).joined(separator: " "))
+        },
+        Check("set_one_reg_seen_by_get_msrs_and_guest_rdmsr", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap],
+              levels: .only(.cpl0)) { t in
+            let msrs = try supportedCanaries(t.system).filter { $0.name != "FS_BASE" && $0.name != "GS_BASE" }
+            let g = try t.guest { a in
+                for (i, m) in msrs.enumerated() {
+                    a.mov(.ecx, Int64(m.index))
+                    a.rdmsr()
+                    a.shl(.rdx, 32)
+                    a.or(.rax, .rdx)
+                    a.ucallSync(Int64(i), .rax)
+                }
+                a.ucallDone()
+            }
+            for m in msrs { try g.vcpu.setOneReg(X86RegID.msr(m.index), m.other) }
+            for (i, m) in msrs.enumerated() {
+                try t.expectEqual(try g.vcpu.getOneReg(X86RegID.msr(m.index)), m.other, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_ONE_REG")
+                try t.expectEqual(try g.vcpu.getMSR(m.index), m.other, "KVM_GET_MSRS(\(m.name)) after KVM_SET_ONE_REG")
+                try t.expectEqual(try g.expectSync(UInt64(i))[0], m.other, "guest rdmsr(\(m.name)) after KVM_SET_ONE_REG")
+            }
+            try g.expectDone()
+        },
+        Check("set_one_reg_rejects_noncanonical", uapi: oneRegUAPI, requires: [oneRegCap]) { t in
+            let vcpu = try t.system.createVM().createVCPU()
+            let lstar = X86RegID.msr(0xC000_0082)
+            try vcpu.setOneReg(lstar, 0xFFFF_FFFF_8100_1000)
+            try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(LSTAR, 0x8000000000000000 non-canonical)") {
+                try vcpu.setOneReg(lstar, 0x8000_0000_0000_0000)
+            }
+            try t.expectEqual(try vcpu.getOneReg(lstar), 0xFFFF_FFFF_8100_1000, "LSTAR after the rejected write")
+        },
+        Check("guest_ssp_absent_without_shstk", uapi: ["KVM_REG_GUEST_SSP", "KVM_X86_REG_KVM", "KVM_GET_REG_LIST"],
+              requires: [oneRegCap]) { t in
+            var options = GuestOptions()
+            options.editCPUID = { CPUIDFeature.shadowStack.clear(in: &$0) }
+            let g = try t.guest(options) { a in a.ucallDone() }
+            try t.expectErrno(.invalidArgument, "KVM_GET_ONE_REG(GUEST_SSP) on a vCPU without \(CPUIDFeature.shadowStack)") {
+                try g.vcpu.getOneReg(X86RegID.guestSSP)
+            }
+            let (result, count) = g.vcpu.regList(capacity: 8)
+            let listed = (try? result.get()) ?? []
+            try t.expect(!listed.contains(X86RegID.guestSSP), "KVM_GET_REG_LIST without SHSTK",
+                         expected: "GUEST_SSP not listed", observed: "listed (n = \(count))")
+        },
+        Check("guest_ssp_round_trips_with_shstk", uapi: ["KVM_REG_GUEST_SSP", "KVM_X86_REG_KVM", "KVM_GET_REG_LIST"],
+              requires: [oneRegCap, shstkSupported]) { t in
+            let g = try t.guest { a in a.ucallDone() }
+            let (result, _) = g.vcpu.regList(capacity: 8)
+            try t.expect((try? result.get())?.contains(X86RegID.guestSSP) == true, "KVM_GET_REG_LIST with SHSTK",
+                         expected: "lists GUEST_SSP 0x\(String(X86RegID.guestSSP, radix: 16))", observed: "\(result)")
+            try g.vcpu.setOneReg(X86RegID.guestSSP, 0x7FFF_0000_1FF8)
+            try t.expectEqual(try g.vcpu.getOneReg(X86RegID.guestSSP), 0x7FFF_0000_1FF8, "GUEST_SSP read back")
+            try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(GUEST_SSP, non-canonical)") {
+                try g.vcpu.setOneReg(X86RegID.guestSSP, 0x8000_0000_0000_1000)
+            }
+        },
+        Check("reg_list_short_buffer_e2big_with_count", uapi: ["KVM_GET_REG_LIST"], requires: [oneRegCap]) { t in
+            let vcpu = try t.system.createVM().createVCPU()
+            let (result, needed) = vcpu.regList(capacity: 0)
+            switch result {
+            case .success:
+                try t.expectEqual(needed, 0, "n written by KVM_GET_REG_LIST(n = 0) that succeeded")
+                t.note("KVM_GET_REG_LIST(n = 0) succeeded: no KVM-defined registers on this vCPU")
+            case .failure(let e):
+                try t.expectEqual(e.errno?.symbolicName ?? "\(e)", "E2BIG", "KVM_GET_REG_LIST(n = 0) errno when registers exist")
+                try t.expect(needed > 0, "n written back with E2BIG", expected: "> 0", observed: "\(needed)")
+                let (full, again) = vcpu.regList(capacity: Int(needed))
+                try t.expect((try? full.get())?.count == Int(needed), "KVM_GET_REG_LIST(n = \(needed))",
+                             expected: "success with \(needed) ids", observed: "\(full), n = \(again)")
+            }
+        },
+        Check("reg_list_entries_readable", uapi: ["KVM_GET_REG_LIST", "KVM_GET_ONE_REG"], requires: [oneRegCap]) { t in
+            let vcpu = try t.system.createVM().createVCPU()
+            let (_, needed) = vcpu.regList(capacity: 0)
+            let ids = try vcpu.regList(capacity: Int(needed)).result.get()
+            if ids.isEmpty { throw Skip("KVM_GET_REG_LIST lists no registers on this vCPU (no KVM-defined registers, e.g. no SHSTK)") }
+            for id in ids { _ = try vcpu.getOneReg(id) }
+            t.note("read \(ids.count) listed id(s): " + ids.map { "0x" + String($0, radix: 16) }.joined(separator: " "))
+        },
+    ] + badEncodingChecks)
+
+let shstkSupported = Requirement.probe("SHSTK in KVM_GET_SUPPORTED_CPUID") { kvm in
+    guard let cpuid = try? kvm.supportedCPUID() else { return "KVM_GET_SUPPORTED_CPUID failed" }
+    return CPUIDFeature.shadowStack.isSet(in: cpuid) ? nil : "KVM_GET_SUPPORTED_CPUID lacks \(CPUIDFeature.shadowStack)"
+}

@@ -1,0 +1,44 @@
+import Foundation
+import Testing
+
+@Suite struct CLITests {
+    @Test func unknownSuiteIsOneLineAndExit2() throws {
+        let r = try kvmcheck(["run", "--suite", "nope"])
+        #expect(r.status == 2)
+        #expect(r.stdout.isEmpty, "nothing on stdout for a usage error")
+        #expect(r.stderr.hasPrefix("kvmcheck: unknown suite 'nope' (known: "), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "one line: \(r.stderr)")
+    }
+
+    @Test func badFlagAndBadValuesExit2() throws {
+        #expect(try kvmcheck(["--no-such-flag"]).status == 2)
+        #expect(try kvmcheck(["run", "--tap-version", "12"]).status == 2)
+        #expect(try kvmcheck(["run", "--cpl", "1"]).status == 2)
+        #expect(try kvmcheck(["run", "--timeout", "0"]).status == 2)
+        #expect(try kvmcheck(["run", "--filter", "no-such-check-anywhere"]).status == 2)
+    }
+
+    @Test func helpAndVersionExit0() throws {
+        let help = try kvmcheck(["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("Exit status"))
+        #expect(try kvmcheck(["--version"]).stdout.hasPrefix("0."))
+    }
+
+    @Test func missingDeviceIsASkipAllWithExit4() throws {
+        let r = try kvmcheck(["run", "--device", "/nonexistent/kvm"])
+        #expect(r.status == 4)
+        #expect(r.lines.first == "TAP version 14")
+        #expect(r.stdout.contains("\n1..0 # SKIP cannot open /nonexistent/kvm: ENOENT (No such file or directory)\n"), "\(r.stdout)")
+        let flat = try kvmcheck(["run", "--device", "/nonexistent/kvm", "--tap-version", "13"])
+        #expect(flat.status == 4 && flat.lines.first == "TAP version 13")
+    }
+
+    @Test func listNamesEveryCheckWithItsUAPI() throws {
+        let r = try kvmcheck(["list"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("sync-regs/synced_regs_equal_get_regs/cpl3  uapi: KVM_CAP_SYNC_REGS"))
+        #expect(r.stdout.contains("one-reg/vm_fd_enotty  uapi: KVM_GET_ONE_REG"))
+        #expect(!r.stdout.contains("_harness"), "test-only suites stay hidden")
+    }
+}

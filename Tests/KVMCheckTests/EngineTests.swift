@@ -1,0 +1,129 @@
+import CheckKit
+import Foundation
+import CKVM
+import GuestKit
+import KVMKit
+import Testing
+import X86Asm
+
+@Suite struct LayoutTests {
+    @Test func uapiLayoutsArePinned() {
+        #expect(MemoryLayout<kvm_run>.size == 2352)
+        #expect(MemoryLayout<kvm_run>.offset(of: \kvm_run.exit_reason) == 8)
+        #expect(MemoryLayout<kvm_run>.offset(of: \kvm_run.kvm_valid_regs) == 288)
+        #expect(MemoryLayout<kvm_debug_exit_arch>.size == 32)
+        #expect(MemoryLayout<ckvm_debug_exit_arch_cr3>.offset(of: \ckvm_debug_exit_arch_cr3.cr3) == 32)
+        #expect(MemoryLayout<kvm_regs>.size == 144 && MemoryLayout<kvm_sregs>.size == 312)
+    }
+
+    @Test func oneRegIdsMatchTheUAPIDocumentation() {
+        #expect(X86RegID.msr(0xC000_0080) == 0x2030_0002_C000_0080)
+        #expect(X86RegID.msr(0x1D9) == 0x2030_0002_0000_01D9)
+        #expect(X86RegID.guestSSP == 0x2030_0003_0000_0000)
+    }
+
+    @Test func fieldNamesForFailureMessages() {
+        #expect(UAPILayout.sregsField(at: 280) == "interrupt_bitmap +0")
+        #expect(UAPILayout.sregsField(at: 24 + 3) == "ds +3")
+        #expect(UAPILayout.regsField(at: 8 * 16) == "rip +0")
+    }
+
+    @Test func significantBytesIgnorePaddingOnly() {
+        var a = kvm_sregs(), b = kvm_sregs()
+        b.gdt.padding = (1, 2, 3)
+        b.cs.padding = 9
+        #expect(UAPILayout.significantBytes(a) == UAPILayout.significantBytes(b))
+        a.cr3 = 0x1000
+        #expect(UAPILayout.significantBytes(a) != UAPILayout.significantBytes(b))
+    }
+}
+
+@Suite struct SelectionTests {
+    let suites = SuiteRegistry.all()
+
+    @Test func suitesRegisterThemselves() {
+        #expect(suites.map(\.name).contains("sync-regs"))
+        #expect(suites.map(\.name).contains("one-reg"))
+        #expect(!suites.map(\.name).contains("_harness"))
+        #expect(SuiteRegistry.all(includeHidden: true).map(\.name).contains("_harness"))
+    }
+
+    @Test func checkIdsAreUniqueAndEveryCheckNamesItsUAPI() {
+        let instances = SuiteRegistry.all(includeHidden: true).flatMap(\.instances)
+        #expect(Set(instances.map(\.id)).count == instances.count)
+        for suite in suites { for check in suite.checks { #expect(!check.uapi.isEmpty, "\(suite.name)/\(check.name)") } }
+    }
+
+    @Test func everySuiteHasAPatchManifest() {
+        for suite in suites {
+            let path = repositoryRoot.appendingPathComponent("patches/\(suite.series).md").path
+            #expect(FileManager.default.fileExists(atPath: path), "\(suite.name) names patches/\(suite.series).md")
+        }
+    }
+
+    @Test func levelsAndFiltersNarrowTheRun() throws {
+        let cpl3 = try select(Selection(suites: ["sync-regs"], levels: [.cpl3]), from: suites)
+        #expect(cpl3.count == 1)
+        #expect(cpl3[0].1.allSatisfy { $0.cpl != .cpl0 })
+        #expect(cpl3[0].1.contains { $0.id == "sync-regs/synced_regs_equal_get_regs/cpl3" })
+        let filtered = try select(Selection(filters: ["*/vm_fd_*"]), from: suites)
+        #expect(filtered.flatMap(\.1).map(\.id) == ["one-reg/vm_fd_enotty"])
+        #expect(throws: SelectionError.self) { try select(Selection(suites: ["nope"]), from: suites) }
+    }
+
+    @Test func globMatching() {
+        #expect(globMatch("sync-regs/*cpl3", "sync-regs/a/cpl3"))
+        #expect(!globMatch("sync-regs/*cpl3", "sync-regs/a/cpl0"))
+        #expect(globMatch("vm_fd", "one-reg/vm_fd_enotty"), "no wildcard: substring")
+        #expect(globMatch("a?c", "abc") && !globMatch("a?c", "abbc"))
+    }
+
+    @Test func featureStatusRule() {
+        #expect(FeatureStatus.of(advertised: true, probe: .works("")) == .present)
+        #expect(FeatureStatus.of(advertised: nil, probe: .works("")) == .present)
+        #expect(FeatureStatus.of(advertised: false, probe: .absent("")) == .absent)
+        #expect(FeatureStatus.of(advertised: nil, probe: .absent("")) == .absent)
+        #expect(FeatureStatus.of(advertised: true, probe: .absent("")) == .broken, "advertised but not there")
+        #expect(FeatureStatus.of(advertised: false, probe: .misbehaves("")) == .broken)
+    }
+}
+
+@Suite(.enabled(if: kvmUsable, kvmUnusableReason), .serialized)
+struct GuestEnvironmentTests {
+    @Test(arguments: GuestCPL.allCases)
+    func ucallsCarryValuesAtEachLevel(cpl: GuestCPL) throws {
+        let g = try Guest(system: KVMSystem(), cpl: cpl) { a in
+            a.mov(.rbx, 0x1234_5678)
+            a.mov(.r15, -2)
+            a.ucallSync(7, .rbx, .r15)
+            a.ucallDone()
+        }
+        #expect(try g.expectSync(7).prefix(2) == [0x1234_5678, 0xFFFF_FFFF_FFFF_FFFE])
+        try g.expectDone()
+        #expect(try g.vcpu.sregs().cs.dpl == UInt8(cpl.rawValue))
+    }
+
+    @Test func cpl3PrivilegedInstructionFaultsIntoTheGuestIDT() throws {
+        let g = try Guest(system: KVMSystem(), cpl: .cpl3) { a in
+            a.onFault(resumeAt: "after")
+            a.label("fault")
+            a.mov(.ecx, 0x10)
+            a.rdmsr()
+            a.label("after")
+            a.ucallDone()
+        }
+        let event = try g.next()
+        guard case .exception(let e) = event else { Issue.record("expected #GP, got \(event)"); return }
+        #expect(e.vector == 13)
+        #expect(e.rip == g.address("fault") + 5, "rip of the rdmsr (after the 5-byte mov)")
+        #expect(e.cs & 3 == 3, "the fault came from ring 3")
+        try g.expectDone()
+    }
+
+    @Test func watchdogInterruptsAGuestThatNeverExits() throws {
+        var options = GuestOptions()
+        options.watchdogMilliseconds = 200
+        let g = try Guest(system: KVMSystem(), cpl: .cpl0, options: options) { a in a.label("l"); a.jmp(short: "l") }
+        #expect(throws: KVMError("KVM_RUN", .watchdogExpired(milliseconds: 200))) { try g.next() }
+    }
+}

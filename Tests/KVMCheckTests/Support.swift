@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+
+/// Whether /dev/kvm can be opened read-write here; KVM-backed tests skip (saying why) otherwise.
+let kvmUsable: Bool = {
+    let fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)
+    if fd >= 0 { close(fd); return true }
+    return false
+}()
+
+let kvmUnusableReason: Comment = "/dev/kvm cannot be opened read-write here (missing, or no permission): KVM-backed harness tests skipped"
+
+/// The repository root (for the TAP consumer script and patches/).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+/// The kvmcheck binary built next to this test bundle.
+let kvmcheckBinary: String = {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("kvmcheck").path
+}()
+
+struct ProcessResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+    var lines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
+}
+
+/// Runs a command to completion, capturing both streams.
+func runProcess(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { $1 }
+    process.environment = env
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read before waiting so a full pipe cannot deadlock the child.
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                         stderr: String(decoding: errData, as: UTF8.self))
+}
+
+func kvmcheck(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+    try runProcess(kvmcheckBinary, arguments, environment: environment)
+}
+
+/// Finds a tool on PATH.
+func which(_ tool: String) -> String? {
+    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+        let candidate = "\(dir)/\(tool)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}
+
+/// Writes text to a fresh temporary file and returns its path.
+func temporaryFile(_ text: String, suffix: String = ".tap") throws -> String {
+    let path = NSTemporaryDirectory() + "kvmcheck-\(UUID().uuidString)\(suffix)"
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+/// tap.py's verdict on a TAP file: nil when it parsed cleanly, else why not; throws if tap.py is missing.
+enum TapPy {
+    static let script = repositoryRoot.appendingPathComponent("Tests/Consumers/validate_tap.py").path
+    static let available: Bool = {
+        guard let python = which("python3") else { return false }
+        return (try? runProcess(python, ["-c", "import tap.parser, more_itertools, yaml"]).status) == 0
+    }()
+    static let unavailableReason: Comment = "PyPI tap.py[yaml] not importable by python3 (scripts/install-deps installs it)"
+
+    static func problems(in tap: String) throws -> String? {
+        let result = try runProcess(which("python3")!, [script, try temporaryFile(tap)])
+        return result.status == 0 ? nil : result.stdout + result.stderr
+    }
+}
