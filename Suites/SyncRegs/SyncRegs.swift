@@ -57,36 +57,13 @@ let syncRegsSuite = Suite(
                          expected: "untouched (0x\(String(poison, radix: 16)) poison)", observed: "overwritten by the kernel")
         },
         Check("dirty_regs_write_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
-            let g = try t.guest { a in
-                a.mov(.rbx, 0x1111)
-                a.ucallSync(1, .rbx)
-                a.ucallSync(2, .rbx)
-                a.ucallDone()
-            }
-            g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue
-            try g.expectSync(1)
-            var regs = g.vcpu.syncedRegs
-            regs.rbx = 0xBAD1_DEA0
-            g.vcpu.syncedRegs = regs
-            g.vcpu.syncDirtyRegs = SyncRegSet.regs.rawValue
-            let seen = try g.expectSync(2)[0]
+            let (seen, dirtyAfter) = try rbxAfterSyncedWrite(t, dirty: SyncRegSet.regs.rawValue)
             try t.expectEqual(seen, UInt64(0xBAD1_DEA0), "rbx the guest sees after a kvm_dirty_regs REGS write")
-            try t.expectEqual(g.vcpu.syncDirtyRegs & SyncRegSet.regs.rawValue, 0, "kvm_dirty_regs REGS bit after KVM_RUN consumed it")
+            try t.expectEqual(dirtyAfter & SyncRegSet.regs.rawValue, 0, "kvm_dirty_regs REGS bit after KVM_RUN consumed it")
         },
         Check("regs_write_without_dirty_bit_ignored", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
-            let g = try t.guest { a in
-                a.mov(.rbx, 0x1111)
-                a.ucallSync(1)
-                a.ucallSync(2, .rbx)
-                a.ucallDone()
-            }
-            g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue
-            try g.expectSync(1)
-            var regs = g.vcpu.syncedRegs
-            regs.rbx = 0xBAD1_DEA0
-            g.vcpu.syncedRegs = regs
-            g.vcpu.syncDirtyRegs = 0
-            try t.expectEqual(try g.expectSync(2)[0], UInt64(0x1111), "rbx the guest sees when kvm_dirty_regs is 0")
+            let (seen, _) = try rbxAfterSyncedWrite(t, dirty: 0)
+            try t.expectEqual(seen, UInt64(0x1111), "rbx the guest sees when kvm_dirty_regs is 0")
         },
         Check("dirty_events_inject_exception", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
             let g = try t.guest { a in
@@ -164,6 +141,25 @@ func compareSynced(_ t: CheckContext, _ set: SyncRegSet, field: (Int) -> String,
     // Padding is masked: the kernel copies fields into kvm_run.s, and our poison stays in the holes.
     try t.expectSameBytes(synced(g.vcpu), try get(g), "kvm_run.s \(set) vs KVM_GET_\(set) after a \(g.cpl) MMIO exit",
                           fieldAt: field)
+}
+
+/// At a ucall, writes rbx = 0xBAD1DEA0 into kvm_run.s.regs with `dirty` in kvm_dirty_regs;
+/// returns the rbx the guest then reports (it held 0x1111) and kvm_dirty_regs after the run.
+func rbxAfterSyncedWrite(_ t: CheckContext, dirty: UInt64) throws -> (seen: UInt64, dirtyAfter: UInt64) {
+    let g = try t.guest { a in
+        a.mov(.rbx, 0x1111)
+        a.ucallSync(1)
+        a.ucallSync(2, .rbx)
+        a.ucallDone()
+    }
+    g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue
+    try g.expectSync(1)
+    var regs = g.vcpu.syncedRegs
+    regs.rbx = 0xBAD1_DEA0
+    g.vcpu.syncedRegs = regs
+    g.vcpu.syncDirtyRegs = dirty
+    let seen = try g.expectSync(2)[0]
+    return (seen, g.vcpu.syncDirtyRegs)
 }
 
 /// KVM_RUN with bad bits must fail with EINVAL and leave the guest unrun.
