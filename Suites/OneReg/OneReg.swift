@@ -105,8 +105,11 @@ let oneRegSuite = Suite(
             try t.expectErrno(.invalidArgument, "KVM_GET_ONE_REG(GUEST_SSP) on a vCPU without \(CPUIDFeature.shadowStack)") {
                 try g.vcpu.getOneReg(X86RegID.guestSSP)
             }
+            // A failing KVM_GET_REG_LIST must not pass as "not listed".
             let (result, count) = g.vcpu.regList(capacity: 8)
-            let listed = (try? result.get()) ?? []
+            guard case .success(let listed) = result else {
+                throw Failure("KVM_GET_REG_LIST without SHSTK", expected: "success", observed: "\(result)")
+            }
             try t.expect(!listed.contains(X86RegID.guestSSP), "KVM_GET_REG_LIST without SHSTK",
                          expected: "GUEST_SSP not listed", observed: "listed (n = \(count))")
         },
