@@ -4,7 +4,7 @@ import X86Asm
 
 /// Builds the fixed long-mode environment: page tables, GDT with ring-3 segments and
 /// a TSS, and an IDT whose every vector reports vector, error code and RIP to the host.
-enum GuestEnvironment {
+public enum GuestEnvironment {
     /// Vectors for which the CPU pushes an error code.
     static let vectorsWithErrorCode: Set<Int> = [8, 10, 11, 12, 13, 14, 17, 21, 29, 30]
 
@@ -12,11 +12,12 @@ enum GuestEnvironment {
         installPageTables(in: memory, root: GuestLayout.pml4)
         installGDT(in: memory)
         try installIDT(in: memory)
+        memory.store(UInt64(1), at: GuestLayout.mailbox + UInt64(Ucall.recordDebugStatus))
     }
 
     /// Identity-maps the first 2 GiB with user-accessible 2 MiB pages under `root`,
     /// whose PDPT and page directories follow it (root+0x1000 … root+0x3000).
-    static func installPageTables(in memory: GuestMemory, root: UInt64) {
+    public static func installPageTables(in memory: GuestMemory, root: UInt64) {
         let pdpt = root + 0x1000, pd = root + 0x2000
         let present: UInt64 = 0x1, writable: UInt64 = 0x2, user: UInt64 = 0x4, large: UInt64 = 0x80
         memory.fill(0, at: root, count: 0x4000)
@@ -82,6 +83,19 @@ enum GuestEnvironment {
         }
         a.mov(.rax, .cr2)
         a.mov(mb(Ucall.values + 40), .rax)
+        // On #DB, record DR6 and reset it as an OS would (B0-B3 are sticky), unless turned off.
+        a.mov(qword: mb(Ucall.debugStatus), 0)
+        a.mov(.rax, .at(.rsp, 8))
+        a.cmp(.rax, 1)
+        a.jcc(.ne, "counted")
+        a.mov(.rax, mb(Ucall.recordDebugStatus))
+        a.test(.rax, .rax)
+        a.jcc(.z, "counted")
+        a.mov(.rax, .dr6)
+        a.mov(mb(Ucall.debugStatus), .rax)
+        a.movabs(.rax, DR6.activeLow)
+        a.mov(.dr6, .rax)
+        a.label("counted")
         a.mov(.rax, mb(Ucall.exceptionCount))
         a.inc(.rax)
         a.mov(mb(Ucall.exceptionCount), .rax)

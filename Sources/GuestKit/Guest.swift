@@ -53,6 +53,13 @@ public struct GuestException: Equatable, Sendable, CustomStringConvertible {
     public let cs: UInt64
     public let rflags: UInt64
     public let cr2: UInt64
+    /// For #DB: DR6 as the handler read it (nil for other vectors, or when recording is off).
+    public let dr6: UInt64?
+
+    public init(vector: UInt64, errorCode: UInt64, rip: UInt64, cs: UInt64, rflags: UInt64, cr2: UInt64, dr6: UInt64? = nil) {
+        self.vector = vector; self.errorCode = errorCode; self.rip = rip; self.cs = cs; self.rflags = rflags
+        self.cr2 = cr2; self.dr6 = dr6
+    }
 
     public var name: String {
         let names: [UInt64: String] = [0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
@@ -63,6 +70,7 @@ public struct GuestException: Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         "exception \(name) (vector \(vector)) error 0x\(String(errorCode, radix: 16)) at rip 0x\(String(rip, radix: 16)) cs 0x\(String(cs, radix: 16))"
+            + (dr6.map { ", DR6 \(DR6($0))" } ?? "")
     }
 }
 
@@ -140,8 +148,9 @@ public final class Guest {
         case .sync: return .sync(stage: memory.load(UInt64.self, at: mb + UInt64(Ucall.stage)), values: values)
         case .done: return .done
         case .exception:
+            let dr6 = memory.load(UInt64.self, at: mb + UInt64(Ucall.debugStatus))
             return .exception(GuestException(vector: values[0], errorCode: values[1], rip: values[2], cs: values[3],
-                                             rflags: values[4], cr2: values[5]))
+                                             rflags: values[4], cr2: values[5], dr6: values[0] == 1 && dr6 != 0 ? dr6 : nil))
         case .fail: return .guestFailure(id: memory.load(UInt64.self, at: mb + UInt64(Ucall.stage)), value: values[0])
         case nil: return .exit(exit)
         }
@@ -161,6 +170,21 @@ public final class Guest {
     public func expectDone() throws {
         let event = try next()
         guard event == .done else { throw GuestError.unexpectedEvent(expected: "ucall DONE", observed: event) }
+    }
+
+    /// Whether the guest's #DB handler reads DR6 (into GuestException.dr6) and resets it.
+    /// Off for payloads where a DR access itself is under test (DR7.GD).
+    public var recordsDebugStatus: Bool {
+        get { memory.load(UInt64.self, at: GuestLayout.mailbox + UInt64(Ucall.recordDebugStatus)) != 0 }
+        set { memory.store(UInt64(newValue ? 1 : 0), at: GuestLayout.mailbox + UInt64(Ucall.recordDebugStatus)) }
+    }
+
+    /// Builds another identity map (same layout as the boot one) rooted at `root`, for
+    /// payloads that switch address spaces; returns the root to load into CR3.
+    @discardableResult
+    public func installPageTables(root: UInt64) -> UInt64 {
+        GuestEnvironment.installPageTables(in: memory, root: root)
+        return root
     }
 
     /// How many exceptions/interrupts the guest's handler has taken.

@@ -19,6 +19,10 @@ public enum Ucall {
     static let fixup: Int32 = 0x48
     /// How many exceptions/interrupts the handler has seen.
     static let exceptionCount: Int32 = 0x50
+    /// DR6 as the handler read it on the last #DB (then reset to its quiescent value).
+    static let debugStatus: Int32 = 0x58
+    /// Non-zero: the #DB handler reads and resets DR6 (a payload testing DR7.GD turns this off).
+    static let recordDebugStatus: Int32 = 0x60
 
     static func field(_ offset: Int32) -> Mem { .absolute(GuestLayout.mailbox + UInt64(offset)) }
     static let doorbell = Mem.absolute(address)

@@ -27,6 +27,9 @@ public struct KVMError: Error, Equatable, Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// "EINVAL" for a failed ioctl, else the full description (for compact reports).
+    public var shortName: String { errno?.symbolicName ?? description }
+
     public var description: String {
         switch kind {
         case .failed(let e): return "\(operation) failed: \(e.symbolicName) (\(e.message))"

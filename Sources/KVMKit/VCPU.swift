@@ -245,6 +245,23 @@ public final class VCPU {
         _ = try checked(ckvm_interrupt(fd.rawValue, vector), "KVM_INTERRUPT")
     }
 
+    /// KVM_GET_LAPIC: the in-kernel local APIC's 1 KiB register page.
+    public func lapicRegisters() throws(KVMError) -> [UInt8] {
+        var state = kvm_lapic_state()
+        _ = try checked(ckvm_get_lapic(fd.rawValue, &state), "KVM_GET_LAPIC")
+        return withUnsafeBytes(of: &state.regs) { Array($0) }
+    }
+
+    /// KVM_SET_LAPIC with a full register page (as lapicRegisters returned it, edited).
+    public func setLapicRegisters(_ page: [UInt8]) throws(KVMError) {
+        var state = kvm_lapic_state()
+        withUnsafeMutableBytes(of: &state.regs) { raw in
+            precondition(page.count == raw.count, "the LAPIC page is \(raw.count) bytes")
+            raw.copyBytes(from: page)
+        }
+        _ = try checked(ckvm_set_lapic(fd.rawValue, &state), "KVM_SET_LAPIC")
+    }
+
     // MARK: sync regs (kvm_run.s)
 
     /// kvm_run.kvm_valid_regs, raw: register classes the kernel should copy out on exit.
@@ -295,14 +312,10 @@ public final class VCPU {
     /// The proposed kvm_debug_exit_arch.cr3 slot (8 bytes after dr7 in the exit union).
     public var debugExitCR3Slot: UInt64 {
         get {
-            let p = UnsafeRawPointer(shared) + MemoryLayout<kvm_run>.offset(of: \kvm_run.debug)!
-                + MemoryLayout<ckvm_debug_exit_arch_cr3>.offset(of: \ckvm_debug_exit_arch_cr3.cr3)!
-            return p.loadUnaligned(as: UInt64.self)
+            (UnsafeRawPointer(shared) + Int(ckvm_debug_exit_cr3_offset)).loadUnaligned(as: UInt64.self)
         }
         set {
-            let p = UnsafeMutableRawPointer(shared) + MemoryLayout<kvm_run>.offset(of: \kvm_run.debug)!
-                + MemoryLayout<ckvm_debug_exit_arch_cr3>.offset(of: \ckvm_debug_exit_arch_cr3.cr3)!
-            p.storeBytes(of: newValue, as: UInt64.self)
+            (UnsafeMutableRawPointer(shared) + Int(ckvm_debug_exit_cr3_offset)).storeBytes(of: newValue, as: UInt64.self)
         }
     }
 

@@ -70,6 +70,10 @@ _Static_assert(offsetof(struct ckvm_debug_exit_arch_cr3, dr7) ==
 _Static_assert(offsetof(struct ckvm_debug_exit_arch_cr3, cr3) == sizeof(struct kvm_debug_exit_arch),
                "cr3 must directly follow dr7");
 _Static_assert(sizeof(struct ckvm_debug_exit_arch_cr3) <= 256, "must fit in kvm_run's exit union");
+/* kvm_run offset of the proposed cr3 (64): Swift cannot take offsets into the exit union. */
+#define CKVM_DEBUG_EXIT_CR3_OFFSET (offsetof(struct kvm_run, debug) + offsetof(struct ckvm_debug_exit_arch_cr3, cr3))
+static const unsigned long ckvm_debug_exit_cr3_offset = CKVM_DEBUG_EXIT_CR3_OFFSET;
+_Static_assert(CKVM_DEBUG_EXIT_CR3_OFFSET == 64, "proposed cr3 sits at kvm_run+64");
 
 /*
  * Counter-proposal (review sketch, Nov 2025): bit 63 of kvm_valid_regs makes

@@ -1,0 +1,321 @@
+import CheckKit
+import CKVM
+import GuestKit
+import KVMKit
+import X86Asm
+
+// KVM_SET_GUEST_DEBUG / KVM_EXIT_DEBUG as a debugger drives them: single-step, hardware
+// breakpoints and watchpoints, int3, exception injection (api.rst 4.87, selftests debug_regs.c).
+
+@section("kvmcheck_suites") @used
+let guestDebugEntry: SuiteEntryPoint = { registerSuite(guestDebugSuite) }
+
+let debugUAPI = ["KVM_SET_GUEST_DEBUG", "KVM_EXIT_DEBUG", "kvm_debug_exit_arch"]
+let needsGuestDebug = Requirement.capability(.setGuestDebug)
+/// A quiet data area for watchpoints (identity-mapped, user-accessible).
+let watched = GuestLayout.data
+
+let guestDebugSuite = Suite(
+    "guest-debug", summary: "KVM_SET_GUEST_DEBUG: single-step, hardware/software breakpoints, injection",
+    series: "guestdbg-blockirq", features: guestDebugFeatures, checks: [
+        Check("advertised_flags_accepted", uapi: ["KVM_CAP_SET_GUEST_DEBUG2", "KVM_SET_GUEST_DEBUG"],
+              requires: [.capability(.setGuestDebug2)]) { t in
+            let mask = UInt32(truncatingIfNeeded: try t.system.checkExtension(.setGuestDebug2))
+            t.note("KVM_CAP_SET_GUEST_DEBUG2 = 0x\(String(mask, radix: 16)) (\(GuestDebugControl(rawValue: mask)))")
+            var rejected: [String] = []
+            for bit in (0..<32).map({ UInt32(1) << $0 }) where mask & bit != 0 {
+                // A fresh vCPU per flag: an INJECT_* flag queues an exception the next one would collide with.
+                let g = try t.guest { a in a.ucallDone() }
+                do { try g.vcpu.setGuestDebug(rawControl: GuestDebugControl.enable.rawValue | bit) } catch let e as KVMError {
+                    rejected.append("\(GuestDebugControl(rawValue: bit)): \(e.shortName)")
+                }
+            }
+            try t.expect(rejected.isEmpty, "KVM_SET_GUEST_DEBUG with ENABLE plus each advertised flag",
+                         expected: "every advertised flag accepted", observed: "rejected: " + rejected.joined(separator: ", "))
+        },
+        Check("single_step_stops_after_each_instruction", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            let (g, labels) = try steppedLineGuest(t)
+            try g.vcpu.setGuestDebug([.enable, .singleStep])
+            let (stops, interruption) = try g.stepUntil(g.address("end"), limit: labels.count + 2)
+            let expected = labels.dropFirst().map(g.address) + [g.address("end")]
+            try expectSteps(t, g, stops, interruption, expectedPCs: expected)
+            for (i, s) in stops.enumerated() {
+                try t.expectEqual(s.exit.exception, 1, "step \(i + 1): kvm_debug_exit_arch.exception (#DB)")
+                try t.expect(DR6(s.exit.dr6).isSingleStep, "step \(i + 1) at \(g.describe(address: s.exit.pc)): DR6.BS",
+                             expected: "BS (bit 14) set", observed: "dr6 \(DR6(s.exit.dr6))")
+            }
+            let outStop = stops.first { $0.portOutputsBefore > 0 }
+            try t.expect(stops.map(\.portOutputsBefore).reduce(0, +) == 1 && outStop?.exit.pc == g.address(labels[1]),
+                         "the stepped `out` exits to userspace once, then stops after it",
+                         expected: "1 KVM_EXIT_IO, then a step at \(g.describe(address: g.address(labels[1])))",
+                         observed: stops.map(\.description).joined(separator: "; "))
+        },
+        Check("single_step_tf_hidden", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            // Only pushfq in the line, so nothing else (port I/O, privileged instructions) can interfere.
+            let g = try t.guest { a in
+                a.nop()
+                a.pushfq()
+                a.pop(.rbx)
+                a.label("end")
+                a.ucallSync(1, .rbx)
+                a.ucallDone()
+            }
+            try g.vcpu.setGuestDebug([.enable, .singleStep])
+            let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 5)
+            if let interruption { throw t.unexpected(interruption, expected: "single-step exits up to \(g.describe(address: g.address("end")))") }
+            for s in stops {
+                let rflags = try g.vcpu.regs().rflags
+                try t.expectEqual(rflags & 0x100, 0, "KVM_GET_REGS rflags.TF at the step stop \(g.describe(address: s.exit.pc))")
+            }
+            try g.vcpu.setGuestDebug([])
+            let pushed = try g.expectSync(1)[0]
+            try t.expect(pushed & 0x100 == 0, "RFLAGS the guest's pushfq saw while single-stepped",
+                         expected: "TF (bit 8) clear", observed: "0x\(String(pushed, radix: 16)) (TF set: the host's TF leaked into the guest)")
+        },
+        Check("hw_execute_breakpoint_dr0_to_dr3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            let g = try t.guest { a in
+                a.label("start"); a.nop()
+                a.label("bp"); a.nop()
+                a.ucallSync(1)
+                a.ucallDone()
+            }
+            for n in 0..<4 {
+                try g.setRIP(g.address("start"))
+                let dr7 = DR7.fixed | DR7.arming(n, .execute)
+                try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, g.address("bp"), dr7: dr7))
+                let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp (DR\(n) execute)")
+                try expectDebugExit(t, g, stop.exit, "DR\(n) execute breakpoint", exception: 1, pc: g.address("bp"),
+                                    dr6: DR6.reporting(breakpoints: [n]), dr7: dr7)
+            }
+            try g.vcpu.setGuestDebug([])
+            try g.expectSync(1)
+            try t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host breakpoints must not reach it)")
+        },
+        Check("hw_write_watchpoint_lengths", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            try watchpointCheck(t, access: .write)
+        },
+        Check("hw_read_write_watchpoint_lengths", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            try watchpointCheck(t, access: .readWrite)
+        },
+        Check("sw_breakpoint_exits_at_int3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_SW_BP"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            let g = try int3Guest(t)
+            try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
+            let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")
+            try t.expectEqual(stop.exit.exception, 3, "kvm_debug_exit_arch.exception for int3 (#BP)")
+            try t.expectEqual(stop.exit.pc, g.address("int3"), "kvm_debug_exit_arch.pc (the int3 itself, as debuggers expect)")
+        },
+        Check("sw_breakpoint_resume_past_int3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_SW_BP"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            let g = try int3Guest(t)
+            try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
+            let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")
+            try g.setRIP(stop.exit.pc + 1) // what a debugger does after removing its breakpoint
+            let values = try g.expectSync(1)
+            try t.expectEqual(values[0], 0x1234, "rbx after resuming past the int3 (the instruction after it ran)")
+            try t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (the #BP belonged to the host)")
+        },
+        Check("inject_bp_reaches_guest", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_BP"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            try injectionCheck(t, .injectBP, vector: 3)
+        },
+        Check("inject_db_reaches_guest", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_DB"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            try injectionCheck(t, .injectDB, vector: 1)
+        },
+        Check("second_injection_before_delivery", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_BP", "KVM_GUESTDBG_INJECT_DB"],
+              requires: [needsGuestDebug], informational: true) { t in
+            let g = try injectionGuest(t)
+            try g.expectSync(1)
+            try g.vcpu.setGuestDebug([.enable, .injectBP])
+            var second = "accepted"
+            do { try g.vcpu.setGuestDebug([.enable, .injectDB]) } catch let e as KVMError { second = e.shortName }
+            try g.vcpu.setGuestDebug([])
+            var delivered: [String] = []
+            while true {
+                let event = try g.next()
+                if case .exception(let e) = event { delivered.append(e.name); continue }
+                guard case .sync(2, _) = event else { throw t.unexpected(event, expected: "injected exception(s), then ucall SYNC 2") }
+                break
+            }
+            t.note("second KVM_SET_GUEST_DEBUG(INJECT_DB) while #BP pending: \(second); guest received: \(delivered.joined(separator: ", "))")
+            try t.expect(second == "EBUSY" && delivered == ["#BP"], "INJECT_DB while an injected #BP is still pending",
+                         expected: "EBUSY, and the guest receives only the #BP (x86.c refuses a second pending exception)",
+                         observed: "\(second), guest received [\(delivered.joined(separator: ", "))]")
+        },
+        Check("undefined_control_bits_rejected", uapi: ["KVM_SET_GUEST_DEBUG"], requires: [needsGuestDebug], informational: true) { t in
+            let g = try t.guest { a in a.ucallDone() }
+            let known = GuestDebugControl.named.reduce(UInt32(0)) { $0 | $1.0.rawValue }
+            var accepted: [String] = []
+            for bit in (0..<32).map({ UInt32(1) << $0 }) where known & bit == 0 {
+                do {
+                    try g.vcpu.setGuestDebug(rawControl: GuestDebugControl.enable.rawValue | bit)
+                    accepted.append("0x" + String(bit, radix: 16))
+                } catch is KVMError {}
+            }
+            try g.vcpu.setGuestDebug([])
+            try t.expect(accepted.isEmpty, "KVM_SET_GUEST_DEBUG with an undefined control bit (arm64 checks its valid mask; x86 does not)",
+                         expected: "EINVAL for each of the \(32 - known.nonzeroBitCount) undefined bits",
+                         observed: "accepted \(accepted.count): \(accepted.joined(separator: " "))")
+        },
+        Check("disabling_guest_debug_stops_exits", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
+              requires: [needsGuestDebug], levels: .both) { t in
+            let g = try t.guest { a in
+                a.label("bp"); a.nop()
+                a.ucallSync(1)
+                a.ucallDone()
+            }
+            let dr7 = DR7.fixed | DR7.arming(0, .execute)
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
+            _ = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp while debugging is on (control run)")
+            try g.vcpu.setGuestDebug([], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
+            let event = try g.next()
+            guard case .sync(1, _) = event else {
+                throw t.unexpected(event, expected: "ucall SYNC 1: control = 0 disarms the host breakpoint still in debugreg[]")
+            }
+            try t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (none: the breakpoint was the host's)")
+        },
+    ])
+
+/// debugreg[] for KVM_SET_GUEST_DEBUG with DRn = address and DR7.
+func debugRegs(_ n: Int, _ address: UInt64, dr7: UInt64) -> [UInt64] {
+    var regs = [UInt64](repeating: 0, count: 8)
+    regs[n] = address
+    regs[7] = dr7
+    return regs
+}
+
+/// A straight line with port I/O, cpuid, an MSR read, a DR write and pushf (the privileged
+/// ones only at CPL0); returns the guest and the label of each instruction, in order.
+func steppedLineGuest(_ t: CheckContext) throws -> (Guest, [String]) {
+    var labels: [String] = []
+    let g = try t.guest { a in
+        func at(_ name: String) { a.label(name); labels.append(name) }
+        at("out"); a.out(0x80, .al)
+        at("xor_eax"); a.xor(.eax, .eax)
+        at("cpuid"); a.cpuid()
+        if t.cpl == .cpl0 {
+            at("mov_ecx"); a.mov(.ecx, 0x174) // IA32_SYSENTER_CS: every backend emulates it
+            at("rdmsr"); a.rdmsr()
+            at("mov_dr0"); a.mov(.dr0, .rax)
+        }
+        at("pushfq"); a.pushfq()
+        at("pop_rbx"); a.pop(.rbx)
+        a.label("end")
+        a.ucallSync(1, .rbx)
+        a.ucallDone()
+    }
+    return (g, labels)
+}
+
+/// Compares the walk's stop addresses with the instruction boundaries: no step lost or doubled.
+func expectSteps(_ t: CheckContext, _ g: Guest, _ stops: [DebugStop], _ interruption: GuestEvent?, expectedPCs: [UInt64]) throws {
+    let seen = stops.map(\.exit.pc)
+    if let interruption {
+        throw Failure("single-step walk interrupted after \(stops.count) stop(s)",
+                      expected: "stops at " + expectedPCs.map(g.describe).joined(separator: ", "),
+                      observed: "stops at [" + seen.map(g.describe).joined(separator: ", ") + "], then \(interruption)")
+    }
+    guard seen != expectedPCs else { return }
+    let i = zip(seen, expectedPCs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(seen.count, expectedPCs.count)
+    let what = seen.count < expectedPCs.count && i == seen.count ? "a step was lost" :
+        (i > 0 && i < seen.count && seen[i] == seen[i - 1] ? "a step was doubled" : "step \(i + 1) stopped elsewhere")
+    throw Failure("single-step stops do not match the instruction boundaries: \(what)",
+                  expected: expectedPCs.map(g.describe).joined(separator: ", "),
+                  observed: seen.map(g.describe).joined(separator: ", "))
+}
+
+/// Checks every field of a KVM_EXIT_DEBUG, naming the first that differs.
+func expectDebugExit(_ t: CheckContext, _ g: Guest, _ d: DebugExit, _ what: String, exception: UInt32, pc: UInt64,
+                     dr6: DR6, dr7: UInt64) throws {
+    try t.expectEqual(d.exception, exception, "\(what): kvm_debug_exit_arch.exception")
+    try t.expect(d.pc == pc, "\(what): kvm_debug_exit_arch.pc", expected: g.describe(address: pc), observed: g.describe(address: d.pc))
+    try t.expect(d.dr6 == dr6.rawValue, "\(what): kvm_debug_exit_arch.dr6", expected: "\(dr6)", observed: "\(DR6(d.dr6))")
+    try t.expect(d.dr7 == dr7, "\(what): kvm_debug_exit_arch.dr7 (must equal the debugreg[7] set)",
+                 expected: "\(DR7(dr7))", observed: "\(DR7(d.dr7))")
+}
+
+/// For each length 1/2/4/8 (on DR0..DR3 in turn): an access just past the watched range must
+/// not stop; an access of that width at its start must stop right after the instruction.
+func watchpointCheck(_ t: CheckContext, access: DR7.Access) throws {
+    let lengths = [1, 2, 4, 8]
+    let g = try t.guest { a in
+        for (i, len) in lengths.enumerated() {
+            let base = watched + UInt64(i * 0x40)
+            a.label("case\(len)")
+            // One byte just past the range: must not trigger.
+            if access == .write { a.mov(byte: .absolute(base + UInt64(len)), 0x5A) } else { a.mov(.al, .absolute(base + UInt64(len))) }
+            a.label("inside\(len)")
+            switch (len, access) {
+            case (1, .write): a.mov(byte: .absolute(base), 0x11)
+            case (2, .write): a.mov(word: .absolute(base), 0x2222)
+            case (4, .write): a.mov(dword: .absolute(base), 0x4444_4444)
+            case (8, .write): a.mov(qword: .absolute(base), 0x0888_8888)
+            case (1, _): a.mov(.al, .absolute(base))
+            case (2, _): a.mov(.ax, .absolute(base))
+            case (4, _): a.mov(.eax, .absolute(base))
+            default: a.mov(.rax, .absolute(base))
+            }
+            a.label("after\(len)")
+            a.ucallSync(Int64(len))
+        }
+        a.ucallDone()
+    }
+    for (n, len) in lengths.enumerated() {
+        let base = watched + UInt64(n * 0x40)
+        try g.setRIP(g.address("case\(len)"))
+        let dr7 = DR7.fixed | DR7.arming(n, access, length: len)
+        try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, base, dr7: dr7))
+        let what = "DR\(n) \(access) watchpoint, \(len) byte(s) at 0x\(String(base, radix: 16))"
+        let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG after the \(len)-byte access (\(what))")
+        try t.expect(stop.exit.pc != g.address("inside\(len)"), "\(what): a 1-byte access just past the range",
+                     expected: "no stop", observed: "stopped: the watched range is longer than \(len) byte(s)")
+        try expectDebugExit(t, g, stop.exit, what, exception: 1, pc: g.address("after\(len)"),
+                            dr6: DR6.reporting(breakpoints: [n]), dr7: dr7)
+        try g.vcpu.setGuestDebug([])
+        try g.expectSync(UInt64(len))
+    }
+    try t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host watchpoints must not reach it)")
+}
+
+/// int3 followed by an instruction whose effect shows it ran.
+func int3Guest(_ t: CheckContext) throws -> Guest {
+    try t.guest { a in
+        a.mov(.rbx, 0)
+        a.label("int3"); a.int3()
+        a.mov(.rbx, 0x1234)
+        a.ucallSync(1, .rbx)
+        a.ucallDone()
+    }
+}
+
+func injectionGuest(_ t: CheckContext) throws -> Guest {
+    try t.guest { a in
+        a.ucallSync(1)
+        a.label("after")
+        a.ucallSync(2)
+        a.ucallDone()
+    }
+}
+
+/// INJECT_BP / INJECT_DB at a stop: the guest's handler must get that vector at the stop's RIP.
+func injectionCheck(_ t: CheckContext, _ flag: GuestDebugControl, vector: UInt64) throws {
+    let g = try injectionGuest(t)
+    try g.expectSync(1)
+    try g.vcpu.setGuestDebug([.enable, flag])
+    let event = try g.next()
+    guard case .exception(let e) = event else {
+        throw t.unexpected(event, expected: "guest handler entered for vector \(vector) (KVM_GUESTDBG_\(flag))")
+    }
+    try t.expectEqual(e.vector, vector, "vector the guest's handler received for KVM_GUESTDBG_\(flag)")
+    try t.expect(e.rip == g.address("after"), "RIP in the injected exception's frame",
+                 expected: g.describe(address: g.address("after")), observed: g.describe(address: e.rip))
+    try g.vcpu.setGuestDebug([])
+    try g.expectSync(2)
+    try t.expectEqual(g.exceptionCount, 1, "exceptions the guest's handler took (exactly the injected one)")
+}
