@@ -1,0 +1,237 @@
+import CheckKit
+import CKVM
+import GuestKit
+import KVMKit
+import X86Asm
+
+// Seed 002's promises, which hold for any backend: with host debugging off the guest owns
+// DR0-DR3/DR7 and gets its own #DB/#BP; with it on, debug events go to userspace and the
+// host's DR7 never shows through the guest's view of DR7.
+
+@section("kvmcheck_suites") @used
+let pvmGuestDebugEntry: SuiteEntryPoint = { registerSuite(pvmGuestDebugSuite) }
+
+let guestDRUAPI = ["KVM_SET_DEBUGREGS", "KVM_GET_DEBUGREGS", "guest DR0-DR7"]
+
+let pvmGuestDebugSuite = Suite(
+    "pvm-guest-debug", summary: "guest-owned DR7, #DB/#BP delivered to the guest unless the host debugs it",
+    series: "pvm-guest-debug", features: pvmGuestDebugFeatures, checks: [
+        Check("guest_execute_breakpoints_deliver_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
+            let dr7 = DR7.fixed | (0..<4).reduce(0) { $0 | DR7.arming($1, .execute) }
+            let g = try guestArmedGuest(t, dr7: dr7, targets: (0..<4).map { .label("bp\($0)") }) { a in
+                for n in 0..<4 { a.label("bp\(n)"); a.nop() }
+                a.ucallSync(1)
+                a.ucallDone()
+            }
+            for n in 0..<4 {
+                try expectGuestDB(t, g, at: g.address("bp\(n)"), dr6: DR6.reporting(breakpoints: [n]),
+                                  "guest-owned DR\(n) execute breakpoint")
+            }
+            try g.expectSync(1)
+        },
+        Check("vmm_loaded_breakpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
+            // Same as above with DR0/DR7 loaded by KVM_SET_DEBUGREGS at both levels, so a CPL0/CPL3
+            // difference is told apart from a MOV-DR/SET_DEBUGREGS difference.
+            let dr7 = DR7.fixed | DR7.arming(0, .execute)
+            let g = try guestArmedGuest(t, dr7: dr7, targets: [.label("bp")], viaVMM: true) { a in
+                a.label("bp"); a.nop()
+                a.ucallSync(1)
+                a.ucallDone()
+            }
+            try expectGuestDB(t, g, at: g.address("bp"), dr6: DR6.reporting(breakpoints: [0]),
+                              "DR0 execute breakpoint loaded with KVM_SET_DEBUGREGS")
+            try g.expectSync(1)
+        },
+        Check("guest_write_watchpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
+            let dr7 = DR7.fixed | DR7.arming(1, .write, length: 4)
+            let g = try guestArmedGuest(t, dr7: dr7, targets: [.address(0), .address(watched)]) { a in
+                a.mov(dword: .absolute(watched), 0x1234)
+                a.label("after")
+                a.ucallSync(1)
+                a.ucallDone()
+            }
+            try expectGuestDB(t, g, at: g.address("after"), dr6: DR6.reporting(breakpoints: [1]),
+                              "guest-owned DR1 4-byte write watchpoint (a trap: RIP after the store)")
+            try g.expectSync(1)
+        },
+        Check("guest_int3_delivers_bp", uapi: ["int3", "#BP"], levels: .both) { t in
+            let g = try t.guest { a in
+                a.label("int3"); a.int3()
+                a.label("after")
+                a.ucallSync(1)
+                a.ucallDone()
+            }
+            let event = try g.next()
+            guard case .exception(let e) = event, e.vector == 3 else {
+                throw t.unexpected(event, expected: "#BP in the guest's handler (host debugging is off)")
+            }
+            try t.expect(e.rip == g.address("after"), "RIP in the guest's #BP frame",
+                         expected: g.describe(address: g.address("after")), observed: g.describe(address: e.rip))
+            try g.expectSync(1)
+        },
+        Check("guest_dr7_gd_raises_db_bd", uapi: guestDRUAPI + ["DR7.GD", "DR6.BD"], levels: .only(.cpl0)) { t in
+            let g = try t.guest { a in
+                a.mov(.rax, Int64(DR7.fixed | DR7.generalDetect))
+                a.mov(.dr7, .rax)
+                a.onFault(resumeAt: "after")
+                a.label("access"); a.mov(.rax, .dr0)
+                a.label("after")
+                a.clearFault()
+                a.mov(.rbx, .dr6)
+                a.mov(.rcx, .dr7)
+                a.ucallSync(1, .rbx, .rcx)
+                a.ucallDone()
+            }
+            g.recordsDebugStatus = false // the handler's own DR6 read would be the access under test
+            let event = try g.next()
+            guard case .exception(let e) = event, e.vector == 1 else {
+                throw t.unexpected(event, expected: "#DB in the guest at the first DR access after setting DR7.GD")
+            }
+            try t.expect(e.rip == g.address("access"), "RIP in the #DB frame (a fault: the DR access itself)",
+                         expected: g.describe(address: g.address("access")), observed: g.describe(address: e.rip))
+            let next = try g.next()
+            guard case .sync(1, let values) = next else {
+                throw t.unexpected(next, expected: "ucall SYNC 1: reading DR6/DR7 in the handler's wake (GD cleared by the #DB)")
+            }
+            try t.expect(DR6(values[0]).isRegisterAccess, "DR6 the guest reads after the GD #DB",
+                         expected: "BD (bit 13) set", observed: "\(DR6(values[0]))")
+            try t.expect(!DR7(values[1]).generalDetectEnabled, "DR7 the guest reads after the GD #DB",
+                         expected: "GD clear (the CPU clears it on #DB)", observed: "\(DR7(values[1]))")
+        },
+        Check("guest_dr7_reads_back", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .only(.cpl0)) { t in
+            // Armed on addresses nothing touches, so the value is all that matters.
+            let value = DR7.fixed | DR7.arming(0, .write, length: 4) | DR7.arming(2, .execute)
+            let g = try t.guest { a in
+                a.mov(.rax, Int64(value))
+                a.mov(.dr7, .rax)
+                a.mov(.rbx, .dr7)
+                a.ucallSync(1, .rbx)
+                a.ucallDone()
+            }
+            let seen = try g.expectSync(1)[0]
+            try t.expect(seen == value, "DR7 the guest reads back", expected: "\(DR7(value))", observed: "\(DR7(seen))")
+            let host = try g.vcpu.debugRegs().dr7
+            try t.expect(host == value, "KVM_GET_DEBUGREGS.dr7 after the guest wrote DR7",
+                         expected: "\(DR7(value))", observed: "\(DR7(host))")
+        },
+        Check("host_single_step_takes_guest_db", uapi: guestDRUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
+              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
+            let dr7 = DR7.fixed | DR7.arming(0, .execute)
+            let g = try guestArmedGuest(t, dr7: dr7, targets: [.label("bp")]) { a in
+                a.label("start"); a.nop()
+                a.label("bp"); a.nop()
+                a.label("end"); a.ucallSync(1)
+                a.ucallDone()
+            }
+            if t.cpl == .cpl0 { try g.expectSync(0) } // past the arming prologue
+            try g.vcpu.setGuestDebug([.enable, .singleStep])
+            let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
+            if let interruption {
+                throw t.unexpected(interruption, expected: "every #DB (steps and the guest's own DR0 hit) as KVM_EXIT_DEBUG while the host single-steps")
+            }
+            try t.expect(stops.last?.exit.pc == g.address("end"), "single-step walk over the guest's armed breakpoint",
+                         expected: "stops up to \(g.describe(address: g.address("end")))",
+                         observed: stops.map { g.describe(address: $0.exit.pc) }.joined(separator: ", "))
+            try g.vcpu.setGuestDebug([])
+            try g.expectSync(1)
+            try t.expectEqual(g.exceptionCount, 0, "#DBs the guest's handler took while the host was debugging")
+        },
+        Check("host_dr7_hidden_from_guest", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
+              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
+            // Guest and host arm different, never-executed addresses.
+            let guestDR7 = DR7.fixed | DR7.arming(3, .execute)
+            let hostDR7 = DR7.fixed | DR7.arming(0, .execute) | DR7.arming(1, .write, length: 8)
+            let g = try guestArmedGuest(t, dr7: guestDR7, targets: [.address(0), .address(0), .address(0), .address(watched + 0x800)]) { a in
+                a.ucallSync(1)
+                if t.cpl == .cpl0 { a.mov(.rbx, .dr7) }
+                a.ucallSync(2, .rbx)
+                a.ucallDone()
+            }
+            if t.cpl == .cpl0 { try g.expectSync(0) }
+            try g.expectSync(1)
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: [watched + 0x900, watched + 0xA00, 0, 0, 0, 0, 0, hostDR7])
+            let seen = try g.expectSync(2)[0]
+            if t.cpl == .cpl0 {
+                try t.expect(seen == guestDR7, "DR7 the guest reads while the host debugs it",
+                             expected: "the guest's \(DR7(guestDR7))", observed: "\(DR7(seen))")
+            } else { t.note("CPL3 cannot read DR7; only the host's view (KVM_GET_DEBUGREGS) is checked") }
+            let host = try g.vcpu.debugRegs().dr7
+            try t.expect(host == guestDR7, "KVM_GET_DEBUGREGS.dr7 while the host debugs the guest",
+                         expected: "the guest's \(DR7(guestDR7))", observed: "\(DR7(host))")
+        },
+        Check("guest_breakpoint_works_after_host_debug", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
+              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
+            let dr7 = DR7.fixed | DR7.arming(0, .execute)
+            let g = try guestArmedGuest(t, dr7: dr7, targets: [.label("bp")]) { a in
+                a.ucallSync(1)
+                a.label("bp"); a.nop()
+                a.ucallSync(2)
+                a.ucallDone()
+            }
+            if t.cpl == .cpl0 { try g.expectSync(0) }
+            // The host debugs for one exit with its own DR0, then hands the registers back.
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints],
+                                     debugRegs: debugRegs(0, watched + 0x900, dr7: DR7.fixed | DR7.arming(0, .execute)))
+            try g.expectSync(1)
+            try g.vcpu.setGuestDebug([])
+            try expectGuestDB(t, g, at: g.address("bp"), dr6: DR6.reporting(breakpoints: [0]),
+                              "the guest's own DR0 breakpoint after host debugging was turned off")
+            try g.expectSync(2)
+        },
+    ])
+
+/// Where a guest-owned breakpoint points.
+enum BreakpointTarget {
+    case label(String)
+    case address(UInt64)
+}
+
+/// A guest whose own DR0.. and DR7 are armed before `body` runs.  At CPL0 the payload
+/// arms them itself (then ucallSync(0)); at CPL3, where MOV DR faults, the VMM loads them
+/// with KVM_SET_DEBUGREGS, as the guest kernel would have before returning to user mode.
+func guestArmedGuest(_ t: CheckContext, dr7: UInt64, targets: [BreakpointTarget], viaVMM: Bool = false,
+                     _ body: (inout Assembler) -> Void) throws -> Guest {
+    let armInGuest = t.cpl == .cpl0 && !viaVMM
+    let g = try t.guest { a in
+        if armInGuest {
+            for (n, target) in targets.enumerated() {
+                switch target {
+                case .label(let l): a.movabs(.rax, label: l)
+                case .address(let v): a.movabs(.rax, v)
+                }
+                a.mov([DebugReg.dr0, .dr1, .dr2, .dr3][n], .rax)
+            }
+            a.mov(.rax, Int64(dr7))
+            a.mov(.dr7, .rax)
+            a.ucallSync(0)
+        }
+        body(&a)
+    }
+    if !armInGuest {
+        var d = try g.vcpu.debugRegs()
+        var addresses: [UInt64] = targets.map {
+            switch $0 {
+            case .label(let l): return g.address(l)
+            case .address(let v): return v
+            }
+        }
+        addresses += Array(repeating: 0, count: 4 - addresses.count)
+        d.db = (addresses[0], addresses[1], addresses[2], addresses[3])
+        d.dr7 = dr7
+        try g.vcpu.setDebugRegs(d)
+    }
+    return g
+}
+
+/// The next event must be the guest's own #DB at `rip` with exactly `dr6` (read by its handler).
+func expectGuestDB(_ t: CheckContext, _ g: Guest, at rip: UInt64, dr6: DR6, _ what: String) throws {
+    var event = try g.next()
+    if case .sync(0, _) = event { event = try g.next() } // CPL0 arming prologue done
+    guard case .exception(let e) = event, e.vector == 1 else {
+        throw t.unexpected(event, expected: "#DB in the guest's handler: \(what)")
+    }
+    try t.expect(e.rip == rip, "\(what): RIP in the guest's #DB frame",
+                 expected: g.describe(address: rip), observed: g.describe(address: e.rip))
+    try t.expect(e.dr6 == dr6.rawValue, "\(what): DR6 read by the guest's #DB handler",
+                 expected: "\(dr6)", observed: e.dr6.map { "\(DR6($0))" } ?? "not recorded")
+}
