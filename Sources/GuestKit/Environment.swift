@@ -51,7 +51,6 @@ public enum GuestEnvironment {
     }
 
     static func installIDT(in memory: GuestMemory) throws {
-        let handlers = try handlerProgram()
         memory.write(handlers.bytes, at: GuestLayout.handlers)
         for vector in 0..<256 {
             let target = handlers.address("vector_\(vector)")
@@ -62,6 +61,14 @@ public enum GuestEnvironment {
             memory.store(target >> 32, at: GuestLayout.idt + UInt64(vector * 16 + 8))
         }
     }
+
+    /// The handler code every guest gets (assembled once; it depends on nothing per guest).
+    static let handlers: Program = {
+        do { return try handlerProgram() } catch { fatalError("guest IDT handlers do not assemble: \(error)") }
+    }()
+
+    /// Where the guest's IDT sends `vector` (its stub's first instruction).
+    public static func handlerEntry(vector: Int) -> UInt64 { handlers.address("vector_\(vector)") }
 
     /// One stub per vector, then a common handler that reports the frame through the mailbox.
     static func handlerProgram() throws -> Program {

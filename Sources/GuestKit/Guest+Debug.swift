@@ -63,7 +63,14 @@ extension Guest {
     /// "0x2000a (cpuid)": an address with the payload label bound there, for failure messages.
     public func describe(address: UInt64) -> String {
         var names = program.labels.filter { $0.value == address && !$0.key.hasPrefix("__") }.map(\.key).sorted()
-        if (GuestLayout.handlers..<GuestLayout.code).contains(address) { names.append("in the guest's IDT handler") }
+        let stubs = GuestLayout.handlers..<GuestLayout.handlers + 256 * 16
+        if stubs.contains(address) {
+            let vector = (address - GuestLayout.handlers) / 16
+            let exception = GuestException(vector: vector, errorCode: 0, rip: 0, cs: 0, rflags: 0, cr2: 0)
+            names.append("in the guest's IDT stub for \(exception.name)")
+        } else if (GuestLayout.handlers..<GuestLayout.code).contains(address) {
+            names.append("in the guest's IDT handler")
+        }
         return "0x" + String(address, radix: 16) + (names.isEmpty ? "" : " (\(names.joined(separator: "/")))")
     }
 }
