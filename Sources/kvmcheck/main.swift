@@ -33,11 +33,40 @@ struct DeviceOptions: ParsableArguments {
             help: "KVM_CAP_X86_GUEST_DEBUG_CR3's number on the kernel under test (unmerged; no fixed number).")
     var debugCR3Cap: Int?
 
+    @Option(name: .customLong("debug-cr3-cap-source"), help: .hidden)
+    var debugCR3CapSource: String?
+
+    @Option(help: "Directory of series manifests (default: $KVMCHECK_PATCHES, or the patches/ of this checkout).")
+    var patches: String?
+
+    /// Settings for checks: the CR3 cap number from the flag, else from the manifest that assigns it.
+    /// A malformed manifest is bad input: one message, exit 2, before anything runs.
     var settings: CheckSettings {
         var s = CheckSettings()
         s.devicePath = device
-        s.debugCR3Capability = debugCR3Cap
+        if let debugCR3Cap {
+            s.debugCR3Capability = debugCR3Cap
+            s.debugCR3CapabilitySource = debugCR3CapSource ?? "--debug-cr3-cap"
+        } else if let found = manifestCapability(CheckSettings.debugCR3CapabilityName) {
+            s.debugCR3Capability = found.number
+            s.debugCR3CapabilitySource = found.source
+        }
         return s
+    }
+
+    func manifestCapability(_ name: String) -> (number: Int, source: String)? {
+        guard let dir = SeriesManifest.locateDirectory(explicit: patches, executable: selfExecutable()) else {
+            if patches != nil { fail("--patches: no such directory") }
+            return nil
+        }
+        for series in Set(SuiteRegistry.all(includeHidden: true).map(\.series)).sorted() {
+            let manifest: SeriesManifest
+            do { manifest = try SeriesManifest.load(series: series, from: dir) } catch {
+                fail("malformed series manifest: \(error)")
+            }
+            if let number = manifest.capabilities[name] { return (number, "patches/\(series).md") }
+        }
+        return nil
     }
 }
 
@@ -133,8 +162,11 @@ struct Run: ParsableCommand {
         }
         var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: try? system.apiVersion(),
                                processCapabilities: ProcessCapability.currentText())
-        if let cap = device.debugCR3Cap { header.notes.append("KVM_CAP_X86_GUEST_DEBUG_CR3 taken as \(cap) (--debug-cr3-cap)") }
-        let runner = Runner(childExecutable: selfExecutable(), settings: device.settings, timeoutSeconds: timeout)
+        let settings = device.settings
+        if let cap = settings.debugCR3Capability {
+            header.notes.append("\(CheckSettings.debugCR3CapabilityName) taken as \(cap) (\(settings.debugCR3CapabilitySource ?? "?"))")
+        }
+        let runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout)
         let summary = runner.run(plan, header: header, reporter: reporter)
         printError("kvmcheck: \(summary.line)")
         throw ExitCode(summary.exitCode)
