@@ -15,7 +15,7 @@ let needsGuestDebug = Requirement.capability(.setGuestDebug)
 /// A quiet data area for watchpoints (identity-mapped, user-accessible).
 let watched = GuestLayout.data
 
-let guestDebugSuite = Suite(
+let guestDebugSuite: Suite = Suite(
     "guest-debug", summary: "KVM_SET_GUEST_DEBUG: single-step, hardware/software breakpoints, injection",
     series: "guestdbg-blockirq", features: guestDebugFeatures, checks: [
         Check("advertised_flags_accepted", uapi: ["KVM_CAP_SET_GUEST_DEBUG2", "KVM_SET_GUEST_DEBUG"],

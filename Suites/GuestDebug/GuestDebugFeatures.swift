@@ -23,31 +23,18 @@ func probeGuest(_ kvm: KVMSystem, _ code: (inout Assembler) -> Void,
 
 let guestDebugFeatures: [Feature] = [
     Feature("KVM_GUESTDBG_SINGLESTEP", advertisement: "KVM_CAP_SET_GUEST_DEBUG2 & SINGLESTEP",
-            advertised: guestDebugMaskIncludes(.singleStep)) { kvm, _ in
-        probeGuest(kvm, { a in a.label("s"); a.nop(); a.label("e"); a.nop(); a.ucallDone() }) { g in
-            try g.vcpu.setGuestDebug([.enable, .singleStep])
-            let stop = try g.nextDebugStop(expecting: "a single-step stop")
-            return stop.exit.pc == g.address("e") && DR6(stop.exit.dr6).isSingleStep
-                ? .works("one step: pc = next instruction, DR6.BS") : .misbehaves("step stopped with \(stop.exit)")
-        }
+            advertised: guestDebugMaskIncludes(.singleStep)) { kvm, settings in
+        Feature.probe(running: guestDebugSuite.bodies("single_step_stops_after_each_instruction", "single_step_tf_hidden"),
+                      works: "each step stops at the next instruction with DR6.BS, TF hidden (CPL0 and CPL3)")(kvm, settings)
     },
     Feature("KVM_GUESTDBG_USE_HW_BP", advertisement: "KVM_CAP_SET_GUEST_DEBUG2 & USE_HW_BP",
-            advertised: guestDebugMaskIncludes(.useHardwareBreakpoints)) { kvm, _ in
-        probeGuest(kvm, { a in a.nop(); a.label("bp"); a.nop(); a.ucallDone() }) { g in
-            let dr7 = DR7.fixed | DR7.arming(0, .execute)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
-            let stop = try g.nextDebugStop(expecting: "a DR0 breakpoint stop")
-            return stop.exit.pc == g.address("bp") && stop.exit.dr6 == DR6.reporting(breakpoints: [0]).rawValue
-                ? .works("DR0 execute breakpoint: pc, DR6.B0") : .misbehaves("breakpoint stopped with \(stop.exit)")
-        }
+            advertised: guestDebugMaskIncludes(.useHardwareBreakpoints)) { kvm, settings in
+        Feature.probe(running: guestDebugSuite.bodies("hw_execute_breakpoint_dr0_to_dr3", "hw_write_watchpoint_lengths"),
+                      works: "DR0-DR3 execute breakpoints and write watchpoints exit with pc/dr6/dr7 (CPL0 and CPL3)")(kvm, settings)
     },
     Feature("KVM_GUESTDBG_USE_SW_BP", advertisement: "KVM_CAP_SET_GUEST_DEBUG2 & USE_SW_BP",
-            advertised: guestDebugMaskIncludes(.useSoftwareBreakpoints)) { kvm, _ in
-        probeGuest(kvm, { a in a.label("bp"); a.int3(); a.ucallDone() }) { g in
-            try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
-            let stop = try g.nextDebugStop(expecting: "an int3 stop")
-            return stop.exit.pc == g.address("bp") && stop.exit.exception == 3
-                ? .works("int3: exception 3, pc at the int3") : .misbehaves("int3 stopped with \(stop.exit)")
-        }
+            advertised: guestDebugMaskIncludes(.useSoftwareBreakpoints)) { kvm, settings in
+        Feature.probe(running: guestDebugSuite.bodies("sw_breakpoint_exits_at_int3"),
+                      works: "int3 exits with exception 3 at the int3 (CPL0 and CPL3)")(kvm, settings)
     },
 ]

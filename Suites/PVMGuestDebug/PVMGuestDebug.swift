@@ -13,7 +13,7 @@ let pvmGuestDebugEntry: SuiteEntryPoint = { registerSuite(pvmGuestDebugSuite) }
 
 let guestDRUAPI = ["KVM_SET_DEBUGREGS", "KVM_GET_DEBUGREGS", "guest DR0-DR7"]
 
-let pvmGuestDebugSuite = Suite(
+let pvmGuestDebugSuite: Suite = Suite(
     "pvm-guest-debug", summary: "guest-owned DR7, #DB/#BP delivered to the guest unless the host debugs it",
     series: "pvm-guest-debug", features: pvmGuestDebugFeatures, checks: [
         Check("guest_execute_breakpoints_deliver_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in

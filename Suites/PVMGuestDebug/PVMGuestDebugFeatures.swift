@@ -7,28 +7,13 @@ import KVMKit
 
 let pvmGuestDebugFeatures: [Feature] = [
     Feature("guest-owned DR7 (#DB to the guest)", advertisement: "architectural (no capability)",
-            advertised: { _, _ in nil }) { kvm, _ in
-        probeGuest(kvm, { a in
-            a.movabs(.rax, label: "bp")
-            a.mov(.dr0, .rax)
-            a.mov(.rax, Int64(DR7.fixed | DR7.arming(0, .execute)))
-            a.mov(.dr7, .rax)
-            a.label("bp"); a.nop()
-            a.ucallDone()
-        }) { g in
-            let event = try g.next()
-            guard case .exception(let e) = event, e.vector == 1 else { return .misbehaves("guest DR0 breakpoint gave \(event)") }
-            return e.rip == g.address("bp") && e.dr6 == DR6.reporting(breakpoints: [0]).rawValue
-                ? .works("CPL0 guest's DR0 breakpoint: #DB in its handler, DR6.B0")
-                : .misbehaves("guest #DB at 0x\(String(e.rip, radix: 16)) with DR6 \(e.dr6.map { "\(DR6($0))" } ?? "unread")")
-        }
+            advertised: { _, _ in nil }) { kvm, settings in
+        Feature.probe(running: pvmGuestDebugSuite.bodies("guest_execute_breakpoints_deliver_db", "guest_write_watchpoint_delivers_db"),
+                      works: "the guest's own breakpoints and watchpoints raise #DB in its handler (CPL0 and CPL3)")(kvm, settings)
     },
     Feature("guest int3 (#BP to the guest)", advertisement: "architectural (no capability)",
-            advertised: { _, _ in nil }) { kvm, _ in
-        probeGuest(kvm, { a in a.int3(); a.ucallDone() }) { g in
-            let event = try g.next()
-            guard case .exception(let e) = event, e.vector == 3 else { return .misbehaves("CPL0 int3 gave \(event)") }
-            return .works("CPL0 int3: #BP in the guest's handler (rip 0x\(String(e.rip, radix: 16)))")
-        }
+            advertised: { _, _ in nil }) { kvm, settings in
+        Feature.probe(running: pvmGuestDebugSuite.bodies("guest_int3_delivers_bp"),
+                      works: "int3 raises #BP in the guest's handler (CPL0 and CPL3)")(kvm, settings)
     },
 ]
