@@ -105,6 +105,7 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
     public let file: String
     public let line: Int?
     public let reason: String
+    public init(file: String, line: Int?, reason: String) { self.file = file; self.line = line; self.reason = reason }
     public var description: String { "\(file)\(line.map { ":\($0)" } ?? ""): \(reason)" }
 }
 

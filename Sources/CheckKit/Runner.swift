@@ -19,7 +19,7 @@ public struct Runner {
     func childArguments(_ instance: CheckInstance) -> [String] {
         var args = [childExecutable, "__check", instance.id, "--device", settings.devicePath]
         if let cap = settings.debugCR3Capability { args += ["--debug-cr3-cap", String(cap)] }
-        if let source = settings.debugCR3CapabilitySource { args += ["--debug-cr3-cap-source", source] }
+        if let source = settings.debugCR3CapabilitySource { args += ["--debug-cr3-cap-source=\(source)"] } // "=": the value may start with "--"
         return args
     }
 

@@ -65,6 +65,11 @@ public struct DR7: Equatable, Hashable, Sendable, CustomStringConvertible {
         public let length: Int
         public let local: Bool
         public let global: Bool
+
+        public init(index: Int, access: Access, length: Int, local: Bool, global: Bool) {
+            self.index = index; self.access = access; self.length = length; self.local = local; self.global = global
+        }
+
         public var description: String {
             "\(global ? "G" : "")\(local ? "L" : "")\(index) \(access)" + (access == .execute ? "" : " len \(length)")
         }
