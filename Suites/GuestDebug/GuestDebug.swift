@@ -227,8 +227,16 @@ func expectSteps(_ t: CheckContext, _ g: Guest, _ stops: [DebugStop], _ interrup
     }
     guard seen != expectedPCs else { return }
     let i = zip(seen, expectedPCs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(seen.count, expectedPCs.count)
-    let what = seen.count < expectedPCs.count && i == seen.count ? "a step was lost" :
-        (i > 0 && i < seen.count && seen[i] == seen[i - 1] ? "a step was doubled" : "step \(i + 1) stopped elsewhere")
+    let what: String
+    if i < seen.count, i + 1 < expectedPCs.count, seen[i] == expectedPCs[i + 1] {
+        what = "a step was lost (no stop at \(g.describe(address: expectedPCs[i])))"
+    } else if i > 0, i < seen.count, seen[i] == seen[i - 1] {
+        what = "a step was doubled (two stops at \(g.describe(address: seen[i])))"
+    } else if i == seen.count {
+        what = "the walk ended early"
+    } else {
+        what = "step \(i + 1) stopped elsewhere"
+    }
     throw Failure("single-step stops do not match the instruction boundaries: \(what)",
                   expected: expectedPCs.map(g.describe).joined(separator: ", "),
                   observed: seen.map(g.describe).joined(separator: ", "))
