@@ -80,6 +80,20 @@ public struct SeriesManifest: Sendable, Equatable {
         return try parse(text, series: series, file: path)
     }
 
+    /// Every `*.md` manifest in `directory`, sorted by series name.
+    public static func loadAll(from directory: String) throws(ManifestError) -> [SeriesManifest] {
+        guard let dir = opendir(directory) else { throw ManifestError(file: directory, line: nil, reason: "cannot read the directory") }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasSuffix(".md") && name != "README.md" { names.append(String(name.dropLast(3))) }
+        }
+        closedir(dir)
+        var manifests: [SeriesManifest] = []
+        for name in names.sorted() { manifests.append(try load(series: name, from: directory)) }
+        return manifests
+    }
+
     /// Where patches/ is: an explicit path, $KVMCHECK_PATCHES, or the nearest `patches/`
     /// above the executable or the working directory (a checkout or a build tree inside one).
     public static func locateDirectory(explicit: String?, executable: String) -> String? {

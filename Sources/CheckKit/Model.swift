@@ -110,10 +110,21 @@ public struct CheckResult: Sendable, Equatable {
     public let notes: [String]
     public let informational: Bool
     public let milliseconds: Int
+    /// Set when an expectations file (--expect) names this check.
+    public var expectation: ExpectationOutcome?
 
     public init(id: String, suite: String, name: String, verdict: Verdict, notes: [String], informational: Bool,
-                milliseconds: Int) {
+                milliseconds: Int, expectation: ExpectationOutcome? = nil) {
         self.id = id; self.suite = suite; self.name = name; self.verdict = verdict; self.notes = notes
-        self.informational = informational; self.milliseconds = milliseconds
+        self.informational = informational; self.milliseconds = milliseconds; self.expectation = expectation
+    }
+
+    /// Whether this result fails the run: a real failure nobody expected, or an unexpected pass.
+    public var failsRun: Bool {
+        switch expectation {
+        case .expectedFailure?: return false
+        case .unexpectedPass?: return true
+        default: return verdict.isFailure && !informational
+        }
     }
 }

@@ -13,7 +13,7 @@ public struct RunHeader: Sendable, Equatable {
         self.processCapabilities = processCapabilities; self.notes = notes
     }
 
-    var lines: [String] {
+    public var lines: [String] {
         ["\(tool): kernel \(host.kernelRelease), KVM flavour \(host.kvmFlavour), CPU vendor \(host.cpuVendor), "
             + "KVM API version \(apiVersion.map(String.init) ?? "unknown")",
          "process capabilities: \(processCapabilities)"] + notes
@@ -66,30 +66,35 @@ public final class TAPReporter: Reporter {
         let number = nested ? index : flatIndex
         let name = escape(nested ? result.name : result.id)
         for note in result.notes { write(indent + "# " + note) }
-        switch result.verdict {
+        switch result.status {
         case .pass:
             write(indent + "ok \(number) - \(name)")
         case .skip(let reason):
             write(indent + "ok \(number) - \(name) # SKIP \(escape(reason))")
         case .fail(let f):
-            if result.informational {
-                write(indent + "not ok \(number) - \(name) # TODO informational: \(escape(f.message))")
-            } else {
-                write(indent + "not ok \(number) - \(name)")
-            }
+            write(indent + "not ok \(number) - \(name)")
+            yaml(f.fields)
+        case .informational(let f):
+            write(indent + "not ok \(number) - \(name) # TODO informational: \(escape(f.message))")
             yaml(f.fields)
         case .timeout(let s):
             write(indent + "not ok \(number) - \(name) # TIMEOUT \(formatSeconds(s)) seconds")
-            yaml([("message", "check did not finish within \(formatSeconds(s)) s; the child was killed")])
-        case .crash(let why):
+            yaml(result.failureDetails.fields)
+        case .crash:
             write(indent + "not ok \(number) - \(name)")
-            yaml([("message", why)])
+            yaml(result.failureDetails.fields)
+        case .expectedFailure(let reason):
+            write(indent + "not ok \(number) - \(name) # TODO expected failure: \(escape(reason))")
+            yaml(result.failureDetails.fields)
+        case .unexpectedPass:
+            write(indent + "not ok \(number) - \(name)")
+            yaml(result.failureDetails.fields)
         }
     }
 
     public func suiteEnded(_ suite: String, results: [CheckResult]) {
         guard nested else { return }
-        let failed = results.contains { $0.verdict.isFailure && !$0.informational }
+        let failed = results.contains { $0.failsRun }
         let allSkipped = results.allSatisfy { if case .skip = $0.verdict { return true } else { return false } }
         suiteIndex += 1
         let index = suiteIndex
@@ -107,7 +112,7 @@ public final class TAPReporter: Reporter {
     public func bailOut(_ reason: String) { write("Bail out! \(reason)") }
 
     public func end(_ summary: RunSummary) {
-        write("# \(summary.line)" + (summary.informational > 0 ? ", \(summary.informational) informational" : ""))
+        write("# \(summary.fullLine)")
     }
 
     public func skipAll(header: RunHeader?, reason: String) {
@@ -154,4 +159,56 @@ func yamlQuote(_ s: String) -> String {
 
 func formatSeconds(_ s: Double) -> String {
     s == s.rounded() ? String(Int(s)) : String(s)
+}
+
+/// A result as every format presents it, with expectations applied.
+public enum ResultStatus: Equatable {
+    case pass
+    case skip(String)
+    case fail(Failure)
+    /// A failed informational check: reported, never fails the run.
+    case informational(Failure)
+    case timeout(Double)
+    case crash(String)
+    /// Failed as the expectations file says (XFAIL).
+    case expectedFailure(String)
+    /// Listed as failing, but passed (XPASS): fails the run so the file gets updated.
+    case unexpectedPass(String)
+}
+
+extension CheckResult {
+    public var status: ResultStatus {
+        switch expectation {
+        case .expectedFailure(let why)?: return .expectedFailure(why)
+        case .unexpectedPass(let why)?: return .unexpectedPass(why)
+        default: break
+        }
+        switch verdict {
+        case .pass: return .pass
+        case .skip(let reason): return .skip(reason)
+        case .fail(let f): return informational ? .informational(f) : .fail(f)
+        case .timeout(let s): return .timeout(s)
+        case .crash(let why): return .crash(why)
+        }
+    }
+
+    /// What went wrong, for every non-passing status (message, expected, observed, ioctl, errno).
+    public var failureDetails: Failure {
+        if case .unexpectedPass(let why)? = expectation {
+            return Failure("unexpected pass: the expectations file lists this check as failing (\(why)); update the file",
+                           expected: "failure (xfail in the expectations file)", observed: "pass")
+        }
+        switch verdict {
+        case .fail(let f): return f
+        case .timeout(let s): return Failure("check did not finish within \(formatSeconds(s)) s; the child was killed")
+        case .crash(let why): return Failure(why)
+        case .skip(let reason): return Failure("skipped: \(reason)")
+        case .pass: return Failure("passed")
+        }
+    }
+}
+
+extension RunSummary {
+    /// The summary with informational and expectation counts, as every format prints it.
+    public var fullLine: String { line + (informational > 0 ? ", \(informational) informational" : "") }
 }

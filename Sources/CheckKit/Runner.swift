@@ -10,9 +10,13 @@ public struct Runner {
     public var childExecutable: String
     public var settings: CheckSettings
     public var timeoutSeconds: Double
+    /// Known outcomes on this kernel (--expect).
+    public var expectations: Expectations
 
-    public init(childExecutable: String, settings: CheckSettings, timeoutSeconds: Double = 10) {
+    public init(childExecutable: String, settings: CheckSettings, timeoutSeconds: Double = 10,
+                expectations: Expectations = Expectations()) {
         self.childExecutable = childExecutable; self.settings = settings; self.timeoutSeconds = timeoutSeconds
+        self.expectations = expectations
     }
 
     /// The arguments that make the child run `instance`.
@@ -77,7 +81,7 @@ public struct Runner {
             reporter.suiteBegan(suite.name, count: instances.count)
             var results: [CheckResult] = []
             for instance in instances {
-                let result = run(instance)
+                let result = expectations.apply(to: run(instance))
                 results.append(result)
                 summary.add(result)
                 reporter.report(result, index: results.count)
@@ -98,11 +102,20 @@ public struct Runner {
 /// Totals and the process exit code (kselftest conventions).
 public struct RunSummary: Sendable, Equatable {
     public var passed = 0, failed = 0, skipped = 0, informational = 0
+    /// Failures the expectations file lists (not counted in `failed`).
+    public var expectedFailures = 0
+    /// Checks the expectations file lists as failing that passed (counted in `failed` too).
+    public var unexpectedPasses = 0
     public var interruptedBy: String?
 
     public init() {}
 
     mutating func add(_ r: CheckResult) {
+        switch r.expectation {
+        case .expectedFailure?: expectedFailures += 1; return
+        case .unexpectedPass?: unexpectedPasses += 1; failed += 1; return
+        default: break
+        }
         switch r.verdict {
         case .pass: passed += 1
         case .skip: skipped += 1
@@ -115,10 +128,14 @@ public struct RunSummary: Sendable, Equatable {
     public var exitCode: Int32 {
         if interruptedBy != nil { return 130 }
         if failed > 0 { return 1 }
-        return passed + informational == 0 ? 4 : 0
+        return passed + informational + expectedFailures == 0 ? 4 : 0
     }
 
-    public var line: String { "\(passed) passed, \(failed) failed, \(skipped) skipped" }
+    public var line: String {
+        "\(passed) passed, \(failed) failed, \(skipped) skipped"
+            + (expectedFailures > 0 ? ", \(expectedFailures) expected failures" : "")
+            + (unexpectedPasses > 0 ? ", \(unexpectedPasses) unexpected passes" : "")
+    }
 }
 
 func signalName(_ sig: CInt) -> String {

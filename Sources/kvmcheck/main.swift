@@ -19,11 +19,15 @@ struct Kvmcheck: ParsableCommand {
             4 nothing could run (e.g. no /dev/kvm), 130 interrupted.
             """,
         version: kvmcheckVersion,
-        subcommands: [Run.self, List.self, Caps.self, ChildCheck.self],
+        subcommands: [Run.self, List.self, Caps.self, PlanCommand.self, ChildCheck.self],
         defaultSubcommand: Run.self)
 }
 
 let kvmcheckVersion = "0.1.0"
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case tap, ktap, junit, json
+}
 
 struct DeviceOptions: ParsableArguments {
     @Option(help: "KVM device to open.")
@@ -141,17 +145,65 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("tap-version"), help: "13 (flat, for prove) or 14 (nested subtests).")
     var tapVersion = 14
 
+    @Option(help: "Format on stdout: tap (default), ktap, junit or json.")
+    var format: OutputFormat = .tap
+
+    @Option(name: .customLong("tap"), help: ArgumentHelp("Also write TAP to FILE.", valueName: "FILE"))
+    var tapFile: String?
+    @Option(name: .customLong("ktap"), help: ArgumentHelp("Also write KTAP v1 to FILE.", valueName: "FILE"))
+    var ktapFile: String?
+    @Option(name: .customLong("junit"), help: ArgumentHelp("Also write JUnit XML to FILE.", valueName: "FILE"))
+    var junitFile: String?
+    @Option(name: .customLong("json"), help: ArgumentHelp("Also write JSON to FILE.", valueName: "FILE"))
+    var jsonFile: String?
+
+    @Option(name: .customLong("expect"),
+            help: ArgumentHelp("Known outcomes on this kernel: lines '<check id or glob> <xfail|skip> <reason>'.", valueName: "FILE"))
+    var expectFile: String?
+
     func validate() throws {
         guard tapVersion == 13 || tapVersion == 14 else { throw ValidationError("--tap-version must be 13 or 14") }
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+    }
+
+    /// stdout in --format, plus every requested file; files are opened before anything runs.
+    func makeReporter() -> Reporter {
+        func reporter(_ format: OutputFormat, _ line: @escaping (String) -> Void, _ whole: @escaping (String) -> Void) -> Reporter {
+            switch format {
+            case .tap: return TAPReporter(version: tapVersion, write: line)
+            case .ktap: return KTAPReporter(write: line)
+            case .junit: return JUnitReporter(write: whole)
+            case .json: return JSONReporter(write: whole)
+            }
+        }
+        var all = [reporter(format, emit, { print($0, terminator: ""); fflush(nil) })]
+        for (path, kind) in [(tapFile, OutputFormat.tap), (ktapFile, .ktap), (junitFile, .junit), (jsonFile, .json)] {
+            guard let path else { continue }
+            let file: ReportFile
+            do { file = try ReportFile(path: path) } catch { fail("--\(kind.rawValue): \(error)") }
+            all.append(reporter(kind, file.line, file.write))
+        }
+        return all.count == 1 ? all[0] : MultiReporter(all)
+    }
+
+    func loadExpectations() -> Expectations {
+        guard let expectFile else { return Expectations() }
+        guard let text = try? String(contentsOfFile: expectFile, encoding: .utf8) else {
+            fail("--expect: cannot read \(expectFile)")
+        }
+        let ids = SuiteRegistry.all(includeHidden: true).flatMap(\.instances).map(\.id)
+        do { return try Expectations.parse(text, file: expectFile, knownIDs: ids) } catch {
+            fail("malformed expectations file: \(error)")
+        }
     }
 
     func run() throws {
         let suites = SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())
         let plan: [(Suite, [CheckInstance])]
         do { plan = try select(selectionOptions.selection, from: suites) } catch { fail("\(error)") }
-
-        let reporter = TAPReporter(version: tapVersion, write: emit)
+        let expectations = loadExpectations()
+        let settings = device.settings
+        let reporter = makeReporter()
         let host = HostInfo.current()
         let system: KVMSystem
         do { system = try KVMSystem(path: device.device) } catch {
@@ -162,13 +214,14 @@ struct Run: ParsableCommand {
         }
         var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: try? system.apiVersion(),
                                processCapabilities: ProcessCapability.currentText())
-        let settings = device.settings
+        if !expectations.entries.isEmpty { header.notes.append("expectations: \(expectFile!) (\(expectations.entries.count) entries)") }
         if let cap = settings.debugCR3Capability {
             header.notes.append("\(CheckSettings.debugCR3CapabilityName) taken as \(cap) (\(settings.debugCR3CapabilitySource ?? "?"))")
         }
-        let runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout)
+        let runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout,
+                            expectations: expectations)
         let summary = runner.run(plan, header: header, reporter: reporter)
-        printError("kvmcheck: \(summary.line)")
+        printError("kvmcheck: \(summary.fullLine)")
         throw ExitCode(summary.exitCode)
     }
 }
@@ -236,6 +289,56 @@ struct Caps: ParsableCommand {
 
 extension String {
     func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Read a patch series and say which suites cover the uAPI it adds, and what nothing covers.",
+        discussion: "Exit status: 0 every added uAPI symbol is covered, 1 some symbol is not, 2 unreadable or malformed input.")
+
+    @Argument(help: "A `git format-patch` directory, an mbox, or a single .patch file.")
+    var series: String
+
+    @Option(help: "Directory of series manifests (default: $KVMCHECK_PATCHES, or the patches/ of this checkout).")
+    var patches: String?
+
+    func run() throws {
+        let input: [(name: String, text: String)]
+        do { input = try loadSeries(at: series) } catch { fail("plan: \(error)") }
+        var changes: [UAPIChange] = []
+        for p in input {
+            do { changes += try uapiChanges(in: p.text, name: p.name) } catch { fail("plan: \(error)") }
+        }
+        guard let dir = SeriesManifest.locateDirectory(explicit: patches, executable: selfExecutable()) else {
+            fail("plan: no patches/ directory found (use --patches DIR)")
+        }
+        let manifests: [SeriesManifest]
+        do { manifests = try SeriesManifest.loadAll(from: dir) } catch { fail("malformed series manifest: \(error)") }
+        let plan = SeriesPlan(changes: changes, manifests: manifests)
+        emit("series: \(input.count) patch(es) from \(series)")
+        guard !plan.changes.isEmpty else {
+            emit("no uAPI added or changed (no KVM_* #define or struct field in include/uapi, no api.rst section)")
+            return
+        }
+        emit("uAPI added or changed:")
+        let width = plan.changes.map(\.symbol.count).max() ?? 0
+        for c in plan.changes { emit("  \(c.symbol.padding(to: width))  \(c.kind.rawValue) in \(c.file) (\(c.patch))") }
+        if !plan.covered.isEmpty {
+            emit("covered:")
+            for (m, symbols) in plan.covered {
+                emit("  patches/\(m.series).md [\(m.status)] suites \(m.suites.joined(separator: ", ")): \(symbols.joined(separator: ", "))")
+            }
+        }
+        if plan.uncovered.isEmpty {
+            emit("every symbol is covered")
+        } else {
+            emit("not covered by any suite:")
+            for c in plan.uncovered { emit("  \(c.symbol)") }
+        }
+        if !plan.suites.isEmpty { emit("run: kvmcheck run --suite \(plan.suites.joined(separator: ","))") }
+        if !plan.uncovered.isEmpty { throw ExitCode(1) }
+    }
 }
 
 /// Runs one check instance and writes its result to fd 3 (used by the runner; not for people).

@@ -1,0 +1,327 @@
+import FoundationEssentials
+import Glibc
+import KVMKit
+
+/// KTAP v1 (Documentation/dev-tools/ktap.rst): a version line per block, 2-space nesting,
+/// diagnostics as `#` lines before the result, XFAIL/TIMEOUT/ERROR directives, no YAML.
+public final class KTAPReporter: Reporter {
+    private let write: (String) -> Void
+    private var suiteIndex = 0
+
+    public init(write: @escaping (String) -> Void) { self.write = write }
+
+    public func begin(header: RunHeader, plan: [(suite: String, count: Int)]) {
+        write("KTAP version 1")
+        header.lines.forEach { write("# " + $0) }
+        write("1..\(plan.count)")
+    }
+
+    public func suiteBegan(_ suite: String, count: Int) {
+        write("  KTAP version 1")
+        write("  # Subtest: \(suite)")
+        write("  1..\(count)")
+    }
+
+    public func report(_ result: CheckResult, index: Int) {
+        let name = ktapDescription(result.name)
+        result.notes.forEach { write("  # " + $0) }
+        switch result.status {
+        case .pass:
+            write("  ok \(index) \(name)")
+        case .skip(let reason):
+            write("  ok \(index) \(name) # SKIP \(oneLine(reason))")
+        case .fail, .unexpectedPass, .crash:
+            diagnostics(result.failureDetails)
+            let directive = { if case .crash = result.status { return " # ERROR" } else { return "" } }()
+            write("  not ok \(index) \(name)\(directive)")
+        case .informational(let f):
+            diagnostics(f)
+            write("  not ok \(index) \(name) # XFAIL informational: \(oneLine(f.message))")
+        case .expectedFailure(let reason):
+            diagnostics(result.failureDetails)
+            write("  not ok \(index) \(name) # XFAIL \(oneLine(reason))")
+        case .timeout(let s):
+            diagnostics(result.failureDetails)
+            write("  not ok \(index) \(name) # TIMEOUT \(formatSeconds(s)) seconds")
+        }
+    }
+
+    public func suiteEnded(_ suite: String, results: [CheckResult]) {
+        suiteIndex += 1
+        let name = ktapDescription(suite)
+        if results.contains(where: \.failsRun) {
+            write("not ok \(suiteIndex) \(name)")
+        } else if results.allSatisfy({ if case .skip = $0.status { return true } else { return false } }) {
+            write("ok \(suiteIndex) \(name) # SKIP every check skipped")
+        } else {
+            write("ok \(suiteIndex) \(name)")
+        }
+    }
+
+    public func bailOut(_ reason: String) { write("# Bail out! \(reason)") }
+
+    public func end(_ summary: RunSummary) { write("# \(summary.fullLine)") }
+
+    public func skipAll(header: RunHeader?, reason: String) {
+        write("KTAP version 1")
+        header?.lines.forEach { write("# " + $0) }
+        write("1..0 # SKIP \(oneLine(reason))")
+    }
+
+    private func diagnostics(_ f: Failure) {
+        for (key, value) in f.fields { write("  # \(key): \(oneLine(value))") }
+    }
+}
+
+/// KTAP descriptions may not contain `#` at all.
+func ktapDescription(_ s: String) -> String { oneLine(s).replacing("#", with: "no.") }
+
+func oneLine(_ s: String) -> String { s.replacing("\n", with: " ") }
+
+/// Everything a run produced, kept for the formats written once at the end (JUnit, JSON).
+final class RunRecord {
+    var header: RunHeader?
+    var suites: [(name: String, results: [CheckResult])] = []
+    var skippedAll: String?
+    var bailOut: String?
+    let started = Date()
+}
+
+/// JUnit XML as Jenkins and GitLab read it: a testsuite per suite, failure/error/skipped
+/// elements with the reason, expected/observed in the element text.
+public final class JUnitReporter: Reporter {
+    private let record = RunRecord()
+    private let write: (String) -> Void
+
+    /// `write` receives the whole document once, at the end.
+    public init(write: @escaping (String) -> Void) { self.write = write }
+
+    public func begin(header: RunHeader, plan: [(suite: String, count: Int)]) { record.header = header }
+    public func suiteBegan(_ suite: String, count: Int) { record.suites.append((suite, [])) }
+    public func report(_ result: CheckResult, index: Int) { record.suites[record.suites.count - 1].results.append(result) }
+    public func suiteEnded(_ suite: String, results: [CheckResult]) {}
+    public func bailOut(_ reason: String) { record.bailOut = reason }
+
+    public func skipAll(header: RunHeader?, reason: String) {
+        record.header = header
+        record.skippedAll = reason
+        end(RunSummary())
+    }
+
+    public func end(_ summary: RunSummary) {
+        var x: [String] = ["<?xml version=\"1.0\" encoding=\"UTF-8\"?>"]
+        let all = record.suites.flatMap(\.results)
+        let total = record.skippedAll == nil ? all.count : 1
+        let failures = all.filter { $0.junitKind == "failure" }.count
+        let errors = all.filter { $0.junitKind == "error" }.count
+        let skipped = record.skippedAll == nil ? all.filter { $0.junitKind == "skipped" }.count : 1
+        let seconds = Double(all.reduce(0) { $0 + $1.milliseconds }) / 1000
+        x.append("<testsuites name=\"kvmcheck\" tests=\"\(total)\" failures=\"\(failures)\" errors=\"\(errors)\" "
+                 + "skipped=\"\(skipped)\" time=\"\(seconds)\">")
+        let properties = propertiesXML()
+        if let reason = record.skippedAll {
+            x.append("  <testsuite name=\"kvmcheck\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\" time=\"0\">")
+            x += properties
+            x.append("    <testcase classname=\"kvmcheck\" name=\"open KVM device\" time=\"0\">")
+            x.append("      <skipped message=\"\(xmlEscape(reason))\"/>")
+            x.append("    </testcase>")
+            x.append("  </testsuite>")
+        }
+        for (suite, results) in record.suites {
+            let t = Double(results.reduce(0) { $0 + $1.milliseconds }) / 1000
+            x.append("  <testsuite name=\"\(xmlEscape(suite))\" tests=\"\(results.count)\" "
+                     + "failures=\"\(results.filter { $0.junitKind == "failure" }.count)\" "
+                     + "errors=\"\(results.filter { $0.junitKind == "error" }.count)\" "
+                     + "skipped=\"\(results.filter { $0.junitKind == "skipped" }.count)\" time=\"\(t)\">")
+            x += properties
+            for r in results { x += testcaseXML(r) }
+            x.append("  </testsuite>")
+        }
+        x.append("</testsuites>")
+        write(x.joined(separator: "\n") + "\n")
+    }
+
+    private func propertiesXML() -> [String] {
+        guard let h = record.header else { return [] }
+        var props: [(String, String)] = [("kernel", h.host.kernelRelease), ("kvm_flavour", h.host.kvmFlavour),
+                                         ("cpu_vendor", h.host.cpuVendor), ("tool", h.tool)]
+        if let v = h.apiVersion { props.append(("kvm_api_version", String(v))) }
+        props += h.notes.enumerated().map { ("note\($0.offset + 1)", $0.element) }
+        if let b = record.bailOut { props.append(("bail_out", b)) }
+        return ["    <properties>"] + props.map { "      <property name=\"\($0.0)\" value=\"\(xmlEscape($0.1))\"/>" } + ["    </properties>"]
+    }
+
+    private func testcaseXML(_ r: CheckResult) -> [String] {
+        let open = "    <testcase classname=\"kvmcheck.\(xmlEscape(r.suite))\" name=\"\(xmlEscape(r.name))\" "
+            + "time=\"\(Double(r.milliseconds) / 1000)\""
+        var body: [String] = []
+        let details = r.failureDetails
+        let text = xmlEscape(details.fields.dropFirst().map { "\($0.0): \($0.1)" }.joined(separator: "\n"))
+        switch r.status {
+        case .pass: break
+        case .skip(let reason): body.append("      <skipped message=\"\(xmlEscape(reason))\"/>")
+        case .informational(let f): body.append("      <skipped message=\"\(xmlEscape("informational: " + f.message))\">\(text)</skipped>")
+        case .expectedFailure(let why): body.append("      <skipped message=\"\(xmlEscape("expected failure: " + why))\">\(text)</skipped>")
+        case .fail, .unexpectedPass:
+            body.append("      <failure message=\"\(xmlEscape(details.message))\" type=\"\(r.junitType)\">\(text)</failure>")
+        case .timeout, .crash:
+            body.append("      <error message=\"\(xmlEscape(details.message))\" type=\"\(r.junitType)\">\(text)</error>")
+        }
+        if !r.notes.isEmpty { body.append("      <system-out>\(xmlEscape(r.notes.joined(separator: "\n")))</system-out>") }
+        return body.isEmpty ? [open + "/>"] : [open + ">"] + body + ["    </testcase>"]
+    }
+}
+
+extension CheckResult {
+    /// Which JUnit element the result becomes: nil (passed), failure, error or skipped.
+    var junitKind: String? {
+        switch status {
+        case .pass: return nil
+        case .fail, .unexpectedPass: return "failure"
+        case .timeout, .crash: return "error"
+        case .skip, .informational, .expectedFailure: return "skipped"
+        }
+    }
+
+    var junitType: String {
+        switch status {
+        case .unexpectedPass: return "unexpected pass"
+        case .timeout: return "timeout"
+        case .crash: return "crash"
+        default: return "not ok"
+        }
+    }
+}
+
+func xmlEscape(_ s: String) -> String {
+    var out = ""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "&": out += "&amp;"
+        case "<": out += "&lt;"
+        case ">": out += "&gt;"
+        case "\"": out += "&quot;"
+        case "\n": out += "&#10;"
+        case "\t": out += "&#9;"
+        default:
+            // XML 1.0 forbids most control characters even escaped.
+            out += scalar.value < 0x20 ? "?" : String(scalar)
+        }
+    }
+    return out
+}
+
+/// One JSON document: the header, one object per check, and the summary.
+public final class JSONReporter: Reporter {
+    private let record = RunRecord()
+    private let write: (String) -> Void
+
+    public init(write: @escaping (String) -> Void) { self.write = write }
+
+    public func begin(header: RunHeader, plan: [(suite: String, count: Int)]) { record.header = header }
+    public func suiteBegan(_ suite: String, count: Int) { record.suites.append((suite, [])) }
+    public func report(_ result: CheckResult, index: Int) { record.suites[record.suites.count - 1].results.append(result) }
+    public func suiteEnded(_ suite: String, results: [CheckResult]) {}
+    public func bailOut(_ reason: String) { record.bailOut = reason }
+
+    public func skipAll(header: RunHeader?, reason: String) {
+        record.header = header
+        record.skippedAll = reason
+        end(RunSummary())
+    }
+
+    public func end(_ summary: RunSummary) {
+        let h = record.header
+        let doc = JSONRun(
+            tool: h?.tool ?? "kvmcheck", kernel: h?.host.kernelRelease ?? "unknown", kvmFlavour: h?.host.kvmFlavour ?? "unknown",
+            cpuVendor: h?.host.cpuVendor ?? "unknown", kvmAPIVersion: h?.apiVersion, notes: h?.notes ?? [],
+            skippedAll: record.skippedAll, bailOut: record.bailOut,
+            checks: record.suites.flatMap(\.results).map(JSONCheck.init),
+            summary: JSONSummary(passed: summary.passed, failed: summary.failed, skipped: summary.skipped,
+                                 informational: summary.informational, expectedFailures: summary.expectedFailures,
+                                 unexpectedPasses: summary.unexpectedPasses, interruptedBy: summary.interruptedBy,
+                                 exitCode: Int(summary.exitCode)))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = (try? encoder.encode(doc)) ?? Data("{}".utf8)
+        write(String(decoding: data, as: UTF8.self) + "\n")
+    }
+}
+
+struct JSONRun: Codable {
+    var tool, kernel, kvmFlavour, cpuVendor: String
+    var kvmAPIVersion: Int?
+    var notes: [String]
+    var skippedAll, bailOut: String?
+    var checks: [JSONCheck]
+    var summary: JSONSummary
+}
+
+struct JSONCheck: Codable {
+    var id, suite, name, status: String
+    var message, expected, observed, ioctl, errno, reason: String?
+    var notes: [String]
+    var milliseconds: Int
+
+    init(_ r: CheckResult) {
+        id = r.id; suite = r.suite; name = r.name; notes = r.notes; milliseconds = r.milliseconds
+        switch r.status {
+        case .pass: status = "pass"
+        case .skip(let why): status = "skip"; reason = why
+        case .fail: status = "fail"
+        case .informational: status = "informational"
+        case .timeout: status = "timeout"
+        case .crash: status = "crash"
+        case .expectedFailure(let why): status = "xfail"; reason = why
+        case .unexpectedPass(let why): status = "xpass"; reason = why
+        }
+        switch r.status {
+        case .pass, .skip: break
+        default:
+            let f = r.failureDetails
+            message = f.message; expected = f.expected; observed = f.observed; ioctl = f.ioctl; errno = f.errno
+        }
+    }
+}
+
+struct JSONSummary: Codable {
+    var passed, failed, skipped, informational, expectedFailures, unexpectedPasses: Int
+    var interruptedBy: String?
+    var exitCode: Int
+}
+
+/// Sends every event to several reporters (stdout in one format, files in others).
+public final class MultiReporter: Reporter {
+    private let reporters: [Reporter]
+    public init(_ reporters: [Reporter]) { self.reporters = reporters }
+    public func begin(header: RunHeader, plan: [(suite: String, count: Int)]) { reporters.forEach { $0.begin(header: header, plan: plan) } }
+    public func suiteBegan(_ suite: String, count: Int) { reporters.forEach { $0.suiteBegan(suite, count: count) } }
+    public func report(_ result: CheckResult, index: Int) { reporters.forEach { $0.report(result, index: index) } }
+    public func suiteEnded(_ suite: String, results: [CheckResult]) { reporters.forEach { $0.suiteEnded(suite, results: results) } }
+    public func bailOut(_ reason: String) { reporters.forEach { $0.bailOut(reason) } }
+    public func end(_ summary: RunSummary) { reporters.forEach { $0.end(summary) } }
+    public func skipAll(header: RunHeader?, reason: String) { reporters.forEach { $0.skipAll(header: header, reason: reason) } }
+}
+
+/// A file a reporter writes to, line by line (flushed), opened before anything runs.
+public final class ReportFile: @unchecked Sendable {
+    private let file: UnsafeMutablePointer<FILE>
+    public let path: String
+
+    public init(path: String) throws(ManifestError) {
+        guard let f = fopen(path, "w") else {
+            throw ManifestError(file: path, line: nil, reason: "cannot write: \(Errno(rawValue: Glibc.errno).symbolicName)")
+        }
+        self.file = f
+        self.path = path
+    }
+
+    deinit { fclose(file) }
+
+    public func line(_ text: String) { write(text + "\n") }
+
+    public func write(_ text: String) {
+        fputs(text, file)
+        fflush(file)
+    }
+}
