@@ -110,7 +110,7 @@ public struct RunSummary: Sendable, Equatable {
 
     public init() {}
 
-    mutating func add(_ r: CheckResult) {
+    public mutating func add(_ r: CheckResult) {
         switch r.expectation {
         case .expectedFailure?: expectedFailures += 1; return
         case .unexpectedPass?: unexpectedPasses += 1; failed += 1; return
