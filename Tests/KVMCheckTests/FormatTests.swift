@@ -99,6 +99,26 @@ let sampleIDs = sampleResults.flatMap(\.results).map(\.id)
     }
 }
 
+@Suite struct SkipAllFormatTests {
+    @Test func noDeviceIsASkipAllInEveryFormatWithExit4() throws {
+        let xmlPath = NSTemporaryDirectory() + "kvmcheck-skipall-\(UUID().uuidString).xml"
+        let json = try kvmcheck(["run", "--device", "/nonexistent/kvm", "--format", "json", "--junit", xmlPath])
+        #expect(json.status == 4)
+        let doc = try Consumers.json(json.stdout)
+        #expect((doc["skippedAll"] as? String)?.contains("ENOENT") == true)
+        #expect((doc["summary"] as? [String: Any])?["exitCode"] as? Int == 4)
+        let xml = try String(contentsOfFile: xmlPath, encoding: .utf8)
+        #expect(xml.contains("<skipped message=\"cannot open /nonexistent/kvm: ENOENT"))
+        if Consumers.xmllint != nil { #expect(try Consumers.junitProblems(xml) == nil) }
+        let ktap = try kvmcheck(["run", "--device", "/nonexistent/kvm", "--format", "ktap"])
+        #expect(ktap.status == 4 && ktap.lines.contains { $0.hasPrefix("1..0 # SKIP cannot open /nonexistent/kvm: ENOENT") })
+        #expect(try Consumers.ktapProblems(ktap.stdout) == nil)
+        let unwritable = try kvmcheck(["run", "--junit", "/nonexistent/dir/x.xml"])
+        #expect(unwritable.status == 2 && unwritable.stdout.isEmpty)
+        #expect(unwritable.stderr == "kvmcheck: --junit: /nonexistent/dir/x.xml: cannot write: ENOENT\n")
+    }
+}
+
 @Suite struct ExpectationTests {
     func parse(_ text: String) throws -> Expectations { try Expectations.parse(text, file: "e.txt", knownIDs: sampleIDs) }
 
