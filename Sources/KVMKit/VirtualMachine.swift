@@ -10,9 +10,13 @@ public final class VirtualMachine {
     init(system: KVMSystem, fd: FileDescriptor) {
         self.system = system
         self.fd = fd
+        VCPURegistry.vmFDs.insert(fd.rawValue)
     }
 
-    deinit { try? fd.close() }
+    deinit {
+        VCPURegistry.vmFDs.remove(fd.rawValue)
+        try? fd.close()
+    }
 
     /// KVM_CHECK_EXTENSION on the VM fd (some caps are per VM type).
     public func checkExtension(_ cap: Capability) throws(KVMError) -> Int {

@@ -214,6 +214,7 @@ struct Run: ParsableCommand {
         }
         var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: try? system.apiVersion(),
                                processCapabilities: ProcessCapability.currentText())
+        if let doubles = activateKernelDoubles(settings) { header.notes.insert(doubles, at: 0) }
         if !expectations.entries.isEmpty { header.notes.append("expectations: \(expectFile!) (\(expectations.entries.count) entries)") }
         if let cap = settings.debugCR3Capability {
             header.notes.append("\(CheckSettings.debugCR3CapabilityName) taken as \(cap) (\(settings.debugCR3CapabilitySource ?? "?"))")
@@ -226,6 +227,26 @@ struct Run: ParsableCommand {
     }
 }
 
+/// Installs the test-only mutants/models named in KVMCHECK_MUTANT / KVMCHECK_MODEL, and returns
+/// the header line that says so (nil when none): results under them do not describe the kernel.
+@discardableResult
+func activateKernelDoubles(_ settings: CheckSettings) -> String? {
+    let names = KernelDoubles.namesFromEnvironment()
+    guard !names.isEmpty else { return nil }
+    for name in names {
+        guard let d = KernelDoubles.catalog.first(where: { $0.name == name }) else {
+            fail("unknown kernel double '\(name)' in KVMCHECK_MUTANT/KVMCHECK_MODEL (see `kvmcheck list --mutants`)")
+        }
+        for model in d.requires where !names.contains(model) {
+            fail("mutant '\(name)' perverts the '\(model)' model: set KVMCHECK_MODEL=\(model) too")
+        }
+    }
+    KernelDoubles.debugCR3Capability = settings.debugCR3Capability
+    do { try KernelDoubles.activate(names) } catch { fail("\(error)") }
+    let described = names.compactMap { n in KernelDoubles.catalog.first { $0.name == n } }.map { "\($0.kind.rawValue) \($0.name)" }
+    return "KERNEL DOUBLES ACTIVE (test-only; results describe them, not this kernel): " + described.joined(separator: ", ")
+}
+
 /// Test-only suites (names starting with "_") are visible when this is set.
 func hiddenSuitesEnabled() -> Bool { getenv("KVMCHECK_HARNESS_SELFTEST").map { String(cString: $0) == "1" } ?? false }
 
@@ -234,9 +255,16 @@ struct List: ParsableCommand {
 
     @OptionGroup var selectionOptions: SelectionOptions
 
+    @Flag(help: "For every check, the kernel mutants it kills (and every mutant and model).")
+    var mutants = false
+
     func run() throws {
         let plan: [(Suite, [CheckInstance])]
         do { plan = try select(selectionOptions.selection, from: SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())) } catch { fail("\(error)") }
+        if mutants {
+            for line in MutantCoverage.table(plan.flatMap(\.1)) { emit(line) }
+            return
+        }
         for (suite, instances) in plan {
             emit("\(suite.name) — \(suite.summary) [patches/\(suite.series).md]")
             for i in instances {
@@ -264,6 +292,7 @@ struct Caps: ParsableCommand {
             throw ExitCode(4)
         }
         emit("KVM API version \((try? system.apiVersion()).map(String.init) ?? "unknown")")
+        if let doubles = activateKernelDoubles(device.settings) { emit(doubles) }
         let rows = SuiteRegistry.all().flatMap { suite in suite.features.map { (suite.name, $0) } }
         var table = [["uAPI", "advertised by", "cap", "probe", "status", "suite"]]
         for (suite, feature) in rows {
@@ -351,7 +380,9 @@ struct ChildCheck: ParsableCommand {
     func run() throws {
         let all = SuiteRegistry.all(includeHidden: true).flatMap(\.instances)
         guard let instance = all.first(where: { $0.id == id }) else { fail("no check with id '\(id)'") }
-        ChildExecution.run(instance, settings: device.settings)
+        let settings = device.settings
+        activateKernelDoubles(settings)
+        ChildExecution.run(instance, settings: settings)
     }
 }
 

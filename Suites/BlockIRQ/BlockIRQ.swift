@@ -34,8 +34,8 @@ let blockIRQSuite: Suite = Suite(
             try expectIRQLandsWithoutBlockIRQ(t)
             let g = try pendingIRQGuest(t)
             try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
-            let (_, interruption) = try g.stepUntil(g.address("end"), limit: 6)
-            if let interruption { throw t.unexpected(interruption, expected: "steps up to 'end' with BLOCKIRQ set") }
+            let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
+            try expectSteps(t, g, stops, interruption, expectedPCs: ["nop1", "nop2", "nop3", "end"].map(g.address))
             try g.vcpu.setGuestDebug([])
             let event = try g.next()
             guard case .exception(let e) = event, e.vector == UInt64(pendingVector) else {

@@ -42,6 +42,9 @@ let debugCR3Suite = Suite(
             for step in 1...8 {
                 if t.cpl == .cpl3 && step == 4 { try g.setCR3(secondRoot) } // the "scheduler" switches process
                 let stop = try stopWithCanary(g)
+                let payload = GuestLayout.code..<GuestLayout.code + UInt64(g.program.bytes.count)
+                try t.expect(payload.contains(stop.exit.pc), "single-step stop \(step): kvm_debug_exit_arch.pc",
+                             expected: "inside the stepped payload", observed: g.describe(address: stop.exit.pc))
                 let expected = t.cpl == .cpl3 ? (step >= 4 ? secondRoot : GuestLayout.pml4) : rootLoaded(at: stop.exit.pc, in: g)
                 try expectCR3(t, g, stop, root: expected, "single-step stop \(step)")
                 roots.insert(expected)

@@ -40,11 +40,6 @@ let guestDebugSuite: Suite = Suite(
             let (stops, interruption) = try g.stepUntil(g.address("end"), limit: labels.count + 2)
             let expected = labels.dropFirst().map(g.address) + [g.address("end")]
             try expectSteps(t, g, stops, interruption, expectedPCs: expected)
-            for (i, s) in stops.enumerated() {
-                try t.expectEqual(s.exit.exception, 1, "step \(i + 1): kvm_debug_exit_arch.exception (#DB)")
-                try t.expect(DR6(s.exit.dr6).isSingleStep, "step \(i + 1) at \(g.describe(address: s.exit.pc)): DR6.BS",
-                             expected: "BS (bit 14) set", observed: "dr6 \(DR6(s.exit.dr6))")
-            }
             let outStop = stops.first { $0.portOutputsBefore > 0 }
             try t.expect(stops.map(\.portOutputsBefore).reduce(0, +) == 1 && outStop?.exit.pc == g.address(labels[1]),
                          "the stepped `out` exits to userspace once, then stops after it",
@@ -217,8 +212,18 @@ func steppedLineGuest(_ t: CheckContext) throws -> (Guest, [String]) {
     return (g, labels)
 }
 
-/// Compares the walk's stop addresses with the instruction boundaries: no step lost or doubled.
+/// Compares the walk's stop addresses with the instruction boundaries (no step lost or
+/// doubled), then checks each stop is a single-step #DB (exception 1, DR6.BS).
 func expectSteps(_ t: CheckContext, _ g: Guest, _ stops: [DebugStop], _ interruption: GuestEvent?, expectedPCs: [UInt64]) throws {
+    try expectStopAddresses(t, g, stops, interruption, expectedPCs: expectedPCs)
+    for (i, s) in stops.enumerated() {
+        try t.expectEqual(s.exit.exception, 1, "step \(i + 1): kvm_debug_exit_arch.exception (#DB)")
+        try t.expect(DR6(s.exit.dr6).isSingleStep, "step \(i + 1) at \(g.describe(address: s.exit.pc)): kvm_debug_exit_arch.dr6",
+                     expected: "BS (bit 14) set", observed: "\(DR6(s.exit.dr6))")
+    }
+}
+
+func expectStopAddresses(_ t: CheckContext, _ g: Guest, _ stops: [DebugStop], _ interruption: GuestEvent?, expectedPCs: [UInt64]) throws {
     let seen = stops.map(\.exit.pc)
     if let interruption {
         throw Failure("single-step walk interrupted after \(stops.count) stop(s)",

@@ -129,9 +129,11 @@ let pvmGuestDebugSuite: Suite = Suite(
             if let interruption {
                 throw t.unexpected(interruption, expected: "every #DB (steps and the guest's own DR0 hit) as KVM_EXIT_DEBUG while the host single-steps")
             }
-            try t.expect(stops.last?.exit.pc == g.address("end"), "single-step walk over the guest's armed breakpoint",
-                         expected: "stops up to \(g.describe(address: g.address("end")))",
-                         observed: stops.map { g.describe(address: $0.exit.pc) }.joined(separator: ", "))
+            // The guest's own DR0 hit must surface as a stop at bp with DR6.B0, not vanish or reach the guest.
+            let hit = stops.contains { $0.exit.pc == g.address("bp") && DR6($0.exit.dr6).breakpointsHit.contains(0) }
+            try t.expect(hit && stops.last?.exit.pc == g.address("end"), "single-step walk over the guest's armed DR0 breakpoint",
+                         expected: "a stop at \(g.describe(address: g.address("bp"))) with DR6.B0, then stops up to \(g.describe(address: g.address("end")))",
+                         observed: stops.map { "\(g.describe(address: $0.exit.pc)) dr6 \(DR6($0.exit.dr6))" }.joined(separator: ", "))
             try g.vcpu.setGuestDebug([])
             try g.expectSync(1)
             try t.expectEqual(g.exceptionCount, 0, "#DBs the guest's handler took while the host was debugging")

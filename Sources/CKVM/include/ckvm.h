@@ -109,6 +109,21 @@ long ckvm_real_ioctl(int fd, unsigned long request, void *arg);
 /* Every wrapper below goes through this. Returns >= 0 or -errno. */
 long ckvm_ioctl(int fd, unsigned long request, void *arg);
 
+/* Request numbers a hook dispatches on (Swift cannot expand the _IO* macros). */
+static const unsigned long CKVM_REQ_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long CKVM_REQ_RUN = KVM_RUN;
+static const unsigned long CKVM_REQ_GET_REGS = KVM_GET_REGS;
+static const unsigned long CKVM_REQ_SET_REGS = KVM_SET_REGS;
+static const unsigned long CKVM_REQ_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long CKVM_REQ_GET_VCPU_EVENTS = KVM_GET_VCPU_EVENTS;
+static const unsigned long CKVM_REQ_SET_GUEST_DEBUG = KVM_SET_GUEST_DEBUG;
+static const unsigned long CKVM_REQ_GET_DEBUGREGS = KVM_GET_DEBUGREGS;
+static const unsigned long CKVM_REQ_SET_DEBUGREGS = KVM_SET_DEBUGREGS;
+static const unsigned long CKVM_REQ_GET_ONE_REG = KVM_GET_ONE_REG;
+static const unsigned long CKVM_REQ_SET_ONE_REG = KVM_SET_ONE_REG;
+static const unsigned long CKVM_REQ_GET_REG_LIST = KVM_GET_REG_LIST;
+static const unsigned long CKVM_REQ_GET_MSRS = KVM_GET_MSRS;
+
 /* ===================== ioctl wrappers (non-variadic, >= 0 or -errno) ===================== */
 
 /* system fd */

@@ -1,0 +1,257 @@
+import CKVM
+import Glibc
+
+// The mutants and models.  Each mutant's `kills` lists the checks it must turn `not ok`;
+// `swift test` (MutantTests) runs every suite under every mutant and holds it to that list:
+// those checks fail, every other check keeps its verdict.
+
+extension KernelDoubles {
+    public static let catalog: [KernelDouble] = models + mutants
+
+    static let models: [KernelDouble] = [
+        .model("debug-cr3", "KVM_CAP_X86_GUEST_DEBUG_CR3 (at the run's configured number) and kvm_debug_exit_arch.cr3 = the vCPU's CR3 on every KVM_EXIT_DEBUG") { call, forward in
+            if call.request == CKVM_REQ_CHECK_EXTENSION, let cap = KernelDoubles.debugCR3Capability,
+               Int(bitPattern: UInt(bitPattern: call.arg)) == cap {
+                return 1
+            }
+            let r = forward(call)
+            if call.isRun, r >= 0, let run = call.run, run.pointee.exit_reason == exitDebug {
+                var sregs = kvm_sregs()
+                if realIoctl(call.fd, CKVM_REQ_GET_SREGS, &sregs) >= 0 {
+                    (UnsafeMutableRawPointer(run) + Int(ckvm_debug_exit_cr3_offset)).storeBytes(of: sregs.cr3, as: UInt64.self)
+                }
+            }
+            return r
+        },
+        .model("conditional-sync", "kvm_valid_regs bit 63: copy the requested sets out only on exits marked in kvm_save_regs_on_exit") { call, forward in
+            guard call.isRun, let run = call.run, run.pointee.kvm_valid_regs & CKVM_SYNC_REGS_CONDITIONAL != 0 else {
+                return forward(call)
+            }
+            let requested = run.pointee.kvm_valid_regs
+            run.pointee.kvm_valid_regs = 0 // the real kernel neither rejects bit 63 nor copies
+            let r = forward(call)
+            run.pointee.kvm_valid_regs = requested
+            guard r >= 0 else { return r }
+            let reason = Int(run.pointee.exit_reason)
+            let bitmap = UnsafeRawPointer(run) + MemoryLayout<kvm_run>.size
+            let marked = reason < 1024 && bitmap.load(fromByteOffset: (reason / 64) * 8, as: UInt64.self) >> UInt64(reason % 64) & 1 == 1
+            if marked || DoubleState.values["conditional-sync-every-exit"] == 1 { copyOut(call.fd, run, requested) }
+            return r
+        },
+    ]
+
+    /// The legacy copy-out, done by hand for the conditional-sync model.
+    static func copyOut(_ fd: CInt, _ run: UnsafeMutablePointer<kvm_run>, _ sets: UInt64) {
+        if sets & SyncRegSet.regs.rawValue != 0 {
+            var regs = kvm_regs()
+            if realIoctl(fd, CKVM_REQ_GET_REGS, &regs) >= 0 { run.pointee.s.regs.regs = regs }
+        }
+        if sets & SyncRegSet.sregs.rawValue != 0 {
+            var sregs = kvm_sregs()
+            if realIoctl(fd, CKVM_REQ_GET_SREGS, &sregs) >= 0 { run.pointee.s.regs.sregs = sregs }
+        }
+        if sets & SyncRegSet.events.rawValue != 0 {
+            var events = kvm_vcpu_events()
+            if realIoctl(fd, CKVM_REQ_GET_VCPU_EVENTS, &events) >= 0 { run.pointee.s.regs.events = events }
+        }
+    }
+
+    static let mutants: [KernelDouble] = [
+        .mutant("blockirq-ignored", "KVM_GUESTDBG_BLOCKIRQ accepted but ignored: IRQs are injected while stepping",
+                kills: ["blockirq/steps_land_on_next_instruction/*", "blockirq/irq_delivered_after_blockirq_cleared/*"]) { call, forward in
+            if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) { dbg.pointee.control &= ~blockIRQBit }
+            return forward(call)
+        },
+        .mutant("blockirq-rejected", "KVM_SET_GUEST_DEBUG refuses BLOCKIRQ with EINVAL although GUEST_DEBUG2 advertises it",
+                kills: ["guest-debug/advertised_flags_accepted", "blockirq/*"]) { call, forward in
+            if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self),
+               dbg.pointee.control & blockIRQBit != 0 { return -Int(EINVAL) }
+            return forward(call)
+        },
+        .afterRun("debug-pc-off-by-one", "kvm_debug_exit_arch.pc reports the byte after the right address",
+                  kills: ["guest-debug/single_step_stops_after_each_instruction/*", "guest-debug/hw_*", "guest-debug/sw_breakpoint_*",
+                          "blockirq/steps_land_on_next_instruction/*", "blockirq/irq_delivered_after_blockirq_cleared/*",
+                          "pvm-guest-debug/host_single_step_takes_guest_db/*"]) { _, run in
+            if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.pc &+= 1 }
+        },
+        .afterRun("debug-dr6-status-lost", "kvm_debug_exit_arch.dr6 loses its status bits (B0-B3, BD, BS)",
+                  kills: ["guest-debug/single_step_stops_after_each_instruction/*", "guest-debug/hw_*",
+                          "blockirq/steps_land_on_next_instruction/*", "blockirq/irq_delivered_after_blockirq_cleared/*",
+                          "pvm-guest-debug/host_single_step_takes_guest_db/*"]) { _, run in
+            if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.dr6 = 0xFFFF_0FF0 }
+        },
+        .mutant("single-step-dropped", "the second single-step #DB of each vCPU is dropped (the vCPU runs on to the next one)",
+                kills: ["guest-debug/single_step_stops_after_each_instruction/*", "blockirq/steps_land_on_next_instruction/*",
+                        "blockirq/irq_delivered_after_blockirq_cleared/*"]) { call, forward in
+            var r = forward(call)
+            if call.isRun, r >= 0, let run = call.run, run.pointee.exit_reason == exitDebug, run.pointee.debug.arch.dr6 & (1 << 14) != 0 {
+                let key = "steps@\(call.fd)"
+                DoubleState.counters[key, default: 0] += 1
+                if DoubleState.counters[key] == 2 { r = forward(call) }
+            }
+            return r
+        },
+        .mutant("inject-ignored", "KVM_GUESTDBG_INJECT_BP/INJECT_DB accepted but nothing is injected",
+                kills: ["guest-debug/inject_*", "guest-debug/second_injection_before_delivery"]) { call, forward in
+            if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) {
+                dbg.pointee.control &= ~UInt32(KVM_GUESTDBG_INJECT_BP | KVM_GUESTDBG_INJECT_DB)
+            }
+            return forward(call)
+        },
+        .mutant("guest-debug-disable-ignored", "KVM_SET_GUEST_DEBUG with control 0 is a no-op: debugging stays on",
+                kills: ["guest-debug/disabling_guest_debug_stops_exits/*", "guest-debug/single_step_tf_hidden/*",
+                        "guest-debug/hw_*", "blockirq/irq_delivered_after_blockirq_cleared/*"]) { call, forward in
+            if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self), dbg.pointee.control == 0 { return 0 }
+            return forward(call)
+        },
+        .mutant("host-dr7-leaks", "KVM_GET_DEBUGREGS reports the host's (KVM_SET_GUEST_DEBUG) DR7 instead of the guest's",
+                kills: ["pvm-guest-debug/host_dr7_hidden_from_guest/*"]) { call, forward in
+            if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) {
+                DoubleState.values["host-dr7"] = dbg.pointee.control & UInt32(KVM_GUESTDBG_ENABLE) != 0 ? dbg.pointee.arch.debugreg.7 : nil
+            }
+            let r = forward(call)
+            if call.request == CKVM_REQ_GET_DEBUGREGS, r >= 0, let host = DoubleState.values["host-dr7"],
+               let d = call.arg(as: kvm_debugregs.self) { d.pointee.dr7 = host }
+            return r
+        },
+        .mutant("guest-dr7-not-kept", "the guest's DR7 is reset to 0x400 around every KVM_RUN (never loaded, never saved)",
+                kills: ["pvm-guest-debug/guest_execute_breakpoints_deliver_db/*", "pvm-guest-debug/vmm_loaded_breakpoint_delivers_db/*",
+                        "pvm-guest-debug/guest_dr7_reads_back/*", "pvm-guest-debug/host_dr7_hidden_from_guest/*",
+                        "pvm-guest-debug/guest_breakpoint_works_after_host_debug/*", "pvm-guest-debug/guest_write_watchpoint_delivers_db/*",
+                        "pvm-guest-debug/host_single_step_takes_guest_db/*"]) { call, forward in
+            func reset() {
+                var d = kvm_debugregs()
+                if realIoctl(call.fd, CKVM_REQ_GET_DEBUGREGS, &d) >= 0 { d.dr7 = 0x400; _ = realIoctl(call.fd, CKVM_REQ_SET_DEBUGREGS, &d) }
+            }
+            if call.isRun { reset() }
+            let r = forward(call)
+            if call.isRun { reset() }
+            return r
+        },
+        .mutant("guest-dr6-reset-on-entry", "the guest's DR6 is reset to 0xffff0ff0 on every KVM_RUN (status lost across exits)",
+                kills: ["pvm-guest-debug/guest_dr7_gd_raises_db_bd"]) { call, forward in
+            if call.isRun {
+                var d = kvm_debugregs()
+                if realIoctl(call.fd, CKVM_REQ_GET_DEBUGREGS, &d) >= 0 { d.dr6 = 0xFFFF_0FF0; _ = realIoctl(call.fd, CKVM_REQ_SET_DEBUGREGS, &d) }
+            }
+            return forward(call)
+        },
+        .mutant("sync-regs-stale", "kvm_run.s is not refreshed on exit: userspace reads the previous contents",
+                // A stale s also corrupts the dirty-regs checks' read-modify-write of it.
+                kills: ["sync-regs/synced_*", "sync-regs/dirty_regs_write_reaches_guest/*", "sync-regs/dirty_sregs_cr0_reaches_guest/*"]) { call, forward in
+            guard call.isRun, let run = call.run else { return forward(call) }
+            let before = run.pointee.s
+            let r = forward(call)
+            run.pointee.s = before
+            return r
+        },
+        .mutant("sync-regs-copied-unasked", "kvm_run.s.regs is written even when kvm_valid_regs is 0",
+                kills: ["sync-regs/valid_regs_zero_copies_nothing"]) { call, forward in
+            let r: Int = forward(call)
+            guard call.isRun, r >= 0, let run = call.run, run.pointee.kvm_valid_regs == 0 else { return r }
+            var regs = kvm_regs()
+            if realIoctl(call.fd, CKVM_REQ_GET_REGS, &regs) >= 0 { run.pointee.s.regs.regs = regs }
+            return r
+        },
+        .mutant("dirty-regs-ignored", "kvm_dirty_regs is ignored: userspace's writes to kvm_run.s never reach the vCPU",
+                kills: ["sync-regs/dirty_*", "sync-regs/undefined_dirty_bit_einval_before_entry"]) { call, forward in
+            if call.isRun, let run = call.run { run.pointee.kvm_dirty_regs = 0 }
+            return forward(call)
+        },
+        .mutant("dirty-regs-assumed", "kvm_run.s.regs is loaded into the vCPU on entry even without the dirty bit",
+                kills: ["sync-regs/regs_write_without_dirty_bit_ignored/*"]) { call, forward in
+            if call.isRun, let run = call.run, run.pointee.kvm_valid_regs & UInt64(KVM_SYNC_X86_REGS) != 0,
+               run.pointee.kvm_dirty_regs == 0 {
+                // Only after an exit that synced (rip is never 0 there), so fresh poison is not loaded.
+                if run.pointee.s.regs.regs.rip != 0 && run.pointee.s.regs.regs.rip != 0xA5A5_A5A5_A5A5_A5A5 {
+                    run.pointee.kvm_dirty_regs = UInt64(KVM_SYNC_X86_REGS)
+                }
+            }
+            return forward(call)
+        },
+        .mutant("undefined-sync-bits-accepted", "undefined kvm_valid_regs/kvm_dirty_regs bits are ignored instead of EINVAL",
+                kills: ["sync-regs/undefined_*", "sync-regs/valid_plus_undefined_bit_einval_before_entry"]) { call, forward in
+            if call.isRun, let run = call.run {
+                let keep = SyncRegSet.all.rawValue | CKVM_SYNC_REGS_CONDITIONAL
+                run.pointee.kvm_valid_regs &= keep
+                run.pointee.kvm_dirty_regs &= keep
+            }
+            return forward(call)
+        },
+        .mutant("one-reg-wrong-msr", "KVM_GET_ONE_REG for an MSR returns its neighbour's value (index ^ 1)",
+                kills: ["one-reg/one_reg_reads_equal_get_msrs", "one-reg/set_one_reg_seen_by_get_msrs_and_guest_rdmsr/*",
+                        "one-reg/set_one_reg_rejects_noncanonical"]) { call, forward in
+            if call.request == CKVM_REQ_GET_ONE_REG, let reg = call.arg(as: kvm_one_reg.self),
+               reg.pointee.id >> 32 == ckvm_x86_reg_msr(0) >> 32 {
+                var swapped = reg.pointee
+                swapped.id ^= 1
+                return realIoctl(call.fd, CKVM_REQ_GET_ONE_REG, &swapped)
+            }
+            return forward(call)
+        },
+        .mutant("one-reg-bad-id-accepted", "KVM_{GET,SET}_ONE_REG succeed (as a no-op) for ids they should reject",
+                kills: ["one-reg/*_einval", "one-reg/set_one_reg_rejects_noncanonical", "one-reg/guest_ssp_absent_without_shstk"]) { call, forward in
+            let r = forward(call)
+            if (call.request == CKVM_REQ_GET_ONE_REG || call.request == CKVM_REQ_SET_ONE_REG), r == -Int(EINVAL) || r == -Int(ENOENT) {
+                return 0
+            }
+            return r
+        },
+        .mutant("one-reg-efault-ignored", "KVM_{GET,SET}_ONE_REG ignore a bad user address instead of EFAULT",
+                kills: ["one-reg/null_address_*"]) { call, forward in
+            let r = forward(call)
+            return (call.request == CKVM_REQ_GET_ONE_REG || call.request == CKVM_REQ_SET_ONE_REG) && r == -Int(EFAULT) ? 0 : r
+        },
+        .mutant("one-reg-on-vm-fd", "KVM_{GET,SET}_ONE_REG on a VM fd succeed instead of ENOTTY",
+                kills: ["one-reg/vm_fd_enotty"]) { call, forward in
+            let r = forward(call)
+            let oneReg = call.request == CKVM_REQ_GET_ONE_REG || call.request == CKVM_REQ_SET_ONE_REG
+            return oneReg && r == -Int(ENOTTY) && VCPURegistry.runs[call.fd] == nil ? 0 : r
+        },
+        .mutant("one-reg-ssp-not-stored", "KVM_SET_ONE_REG(KVM_REG_GUEST_SSP) succeeds without storing the value",
+                kills: ["one-reg/guest_ssp_round_trips_with_shstk"]) { call, forward in
+            if call.request == CKVM_REQ_SET_ONE_REG, let reg = call.arg(as: kvm_one_reg.self),
+               reg.pointee.id == ckvm_x86_reg_kvm(UInt32(KVM_REG_GUEST_SSP)) { return 0 }
+            return forward(call)
+        },
+        .mutant("one-reg-cap-hidden-on-vm", "KVM_CHECK_EXTENSION(KVM_CAP_ONE_REG) on a VM fd says 0 while the system fd says 1",
+                kills: ["one-reg/one_reg_cap_matches_behaviour"]) { call, forward in
+            let r = forward(call)
+            let cap = Int(bitPattern: UInt(bitPattern: call.arg))
+            return call.request == CKVM_REQ_CHECK_EXTENSION && cap == Int(KVM_CAP_ONE_REG) && VCPURegistry.vmFDs.contains(call.fd) ? 0 : r
+        },
+        .mutant("reg-list-e2big-without-count", "KVM_GET_REG_LIST(n = 0) fails with E2BIG but leaves n at 0",
+                kills: ["one-reg/reg_list_short_buffer_e2big_with_count", "one-reg/reg_list_entries_readable"]) { call, forward in
+            if call.request == CKVM_REQ_GET_REG_LIST, let list = call.arg(as: kvm_reg_list.self), list.pointee.n == 0 { return -Int(E2BIG) }
+            return forward(call)
+        },
+        .mutant("reg-list-lists-ssp", "KVM_GET_REG_LIST lists KVM_REG_GUEST_SSP although the vCPU has no SHSTK",
+                kills: ["one-reg/guest_ssp_absent_without_shstk", "one-reg/reg_list_entries_readable"]) { call, forward in
+            guard call.request == CKVM_REQ_GET_REG_LIST, let list = call.arg(as: kvm_reg_list.self) else { return forward(call) }
+            let room = list.pointee.n
+            list.pointee.n = 1
+            guard room >= 1 else { return -Int(E2BIG) }
+            (UnsafeMutableRawPointer(list) + MemoryLayout<kvm_reg_list>.size).storeBytes(of: ckvm_x86_reg_kvm(UInt32(KVM_REG_GUEST_SSP)), as: UInt64.self)
+            return 0
+        },
+        .afterRun("cr3-slot-scribbled", "KVM_EXIT_DEBUG writes 0 past kvm_debug_exit_arch (into the proposed cr3 slot) without advertising it",
+                  kills: ["debug-cr3/cr3_slot_canary/*"]) { _, run in
+            if run.pointee.exit_reason == exitDebug {
+                (UnsafeMutableRawPointer(run) + Int(ckvm_debug_exit_cr3_offset)).storeBytes(of: UInt64(0), as: UInt64.self)
+            }
+        },
+        .afterRun("cr3-stale-root", "(with the debug-cr3 model) cr3 holds the first root the vCPU ever had, not the current one",
+                  kills: ["debug-cr3/cr3_on_*", "debug-cr3/cr3_keeps_pcid_bits/*"], requires: ["debug-cr3"]) { call, run in
+            guard run.pointee.exit_reason == exitDebug else { return }
+            let slot = UnsafeMutableRawPointer(run) + Int(ckvm_debug_exit_cr3_offset)
+            let key = "first-cr3@\(call.fd)"
+            if DoubleState.values[key] == nil { DoubleState.values[key] = slot.load(as: UInt64.self) }
+            slot.storeBytes(of: DoubleState.values[key]!, as: UInt64.self)
+        },
+        .mutant("conditional-sync-every-exit", "(with the conditional-sync model) the exit bitmap is ignored: every exit syncs",
+                kills: ["sync-regs/conditional_sync_on_marked_exits_only"], requires: ["conditional-sync"]) { call, forward in
+            DoubleState.values["conditional-sync-every-exit"] = 1
+            return forward(call)
+        },
+    ]
+}
