@@ -50,6 +50,7 @@ public enum ChildExecution {
             if let why = requirement.unmetReason(system) { return ChildReport(outcome: .skip, reason: why, notes: []) }
         }
         let context = CheckContext(system: system, cpl: instance.cpl ?? .cpl0, settings: settings)
+        defer { context.restoreHostSettings() }
         do {
             try instance.check.body(context)
             return ChildReport(outcome: .pass, notes: context.notes)

@@ -32,6 +32,23 @@ public final class CheckContext {
         try Guest(system: system, cpl: cpl, options: options, code: code)
     }
 
+    private var changedSettings: [HostSetting] = []
+
+    /// A host setting this check will change; it is restored when the check ends, on every
+    /// path (see HostSetting).
+    public func hostSetting(_ path: String) throws(HostSettingError) -> HostSetting {
+        let s = try HostSetting(path: path)
+        changedSettings.append(s)
+        return s
+    }
+
+    /// Restores every setting the body changed (called by the runner's child after the body).
+    func restoreHostSettings() {
+        for s in changedSettings.reversed() where !s.restore() {
+            note("could not restore \(s.path) to \(s.original); its restore record stays for the runner")
+        }
+    }
+
     /// A diagnostic line that appears in the report whatever the verdict.
     public func note(_ line: String) { notes.append(line) }
 

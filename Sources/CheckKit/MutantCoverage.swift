@@ -7,7 +7,11 @@ public enum MutantCoverage {
     public static let justifications: [String: String] = [
         "pvm-guest-debug/guest_int3_delivers_bp/cpl0": int3,
         "pvm-guest-debug/guest_int3_delivers_bp/cpl3": int3,
+        "debugctl/guest_rdmsr_hides_freeze_in_smm/cpl0": guestMSR,
+        "debugctl/guest_wrmsr_freeze_in_smm_faults/cpl0": guestMSR,
     ]
+    static let guestMSR = "the guest's RDMSR/WRMSR of DEBUGCTL is handled inside one KVM_RUN; the ioctl seam cannot make the "
+        + "kernel store bit 14 (it refuses or drops it), so no mutant can make the guest see or set it"
     static let int3 = "int3 -> guest #BP happens inside one KVM_RUN with host debugging off, with no ioctl to pervert; "
         + "a mutant forcing host SW breakpoints on kills it only where the kernel's host SW breakpoints intercept guest int3, "
         + "which is not true of every kernel (README: what kvmcheck found), so the test could not hold it to that"

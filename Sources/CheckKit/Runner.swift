@@ -59,6 +59,8 @@ public struct Runner {
         } else {
             verdict = .crash("child exited with status \(outcome.exit_code) without reporting")
         }
+        // A child that died (timeout, crash, signal) may have left a host setting changed.
+        notes += HostRestore.applyOrphaned()
         if verdict.isFailure && !output.isEmpty {
             // The reason a child died precedes Swift's stack dump; keep the reason.
             let lines = output.split(separator: "\n", omittingEmptySubsequences: true)

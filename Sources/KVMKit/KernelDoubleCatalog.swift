@@ -234,6 +234,44 @@ extension KernelDoubles {
             (UnsafeMutableRawPointer(list) + MemoryLayout<kvm_reg_list>.size).storeBytes(of: ckvm_x86_reg_kvm(UInt32(KVM_REG_GUEST_SSP)), as: UInt64.self)
             return 0
         },
+        .mutant("debugctl-bit14-accepted", "KVM_SET_MSRS / KVM_SET_ONE_REG accept DEBUGCTL.FREEZE_IN_SMM (dropping it silently)",
+                kills: ["debugctl/host_set_msrs_freeze_in_smm_rejected", "debugctl/host_one_reg_freeze_in_smm_einval"]) { call, forward in
+            if call.request == CKVM_REQ_SET_MSRS {
+                forEachMSR(call) { index, data in if index == 0x1D9 { data.pointee &= ~(UInt64(1) << 14) } }
+            }
+            if call.request == CKVM_REQ_SET_ONE_REG, let reg = call.arg(as: kvm_one_reg.self), reg.pointee.id == ckvm_x86_reg_msr(0x1D9),
+               let value = UnsafeMutablePointer<UInt64>(bitPattern: UInt(reg.pointee.addr)), value.pointee & (1 << 14) != 0 {
+                var cleared = value.pointee & ~(UInt64(1) << 14)
+                return withUnsafeMutablePointer(to: &cleared) { p in
+                    var copy = reg.pointee
+                    copy.addr = UInt64(UInt(bitPattern: p))
+                    return realIoctl(call.fd, CKVM_REQ_SET_ONE_REG, &copy)
+                }
+            }
+            return forward(call)
+        },
+        .mutant("debugctl-bit14-shown", "KVM_GET_MSRS / KVM_GET_ONE_REG report DEBUGCTL with the host's FREEZE_IN_SMM bit set",
+                kills: ["debugctl/host_*", "debugctl/legacy_btf_lbr_accepted_and_views_agree/*",
+                        "debugctl/freeze_on_smi_toggles_invisible_to_guest/*"]) { call, forward in
+            let r = forward(call)
+            guard r >= 0 else { return r }
+            if call.request == CKVM_REQ_GET_MSRS {
+                forEachMSR(call, limit: r) { index, data in if index == 0x1D9 { data.pointee |= 1 << 14 } }
+            }
+            if call.request == CKVM_REQ_GET_ONE_REG, let reg = call.arg(as: kvm_one_reg.self), reg.pointee.id == ckvm_x86_reg_msr(0x1D9),
+               let value = UnsafeMutablePointer<UInt64>(bitPattern: UInt(reg.pointee.addr)) {
+                value.pointee |= 1 << 14
+            }
+            return r
+        },
+        .mutant("debugctl-legacy-bits-rejected", "KVM_SET_MSRS refuses DEBUGCTL.BTF/LBR instead of tolerating them (legacy ABI broken)",
+                kills: ["debugctl/legacy_btf_lbr_accepted_and_views_agree/*"]) { call, forward in
+            var refuse = false
+            if call.request == CKVM_REQ_SET_MSRS {
+                forEachMSR(call) { index, data in if index == 0x1D9 && data.pointee & 3 != 0 { refuse = true } }
+            }
+            return refuse ? 0 : forward(call)
+        },
         .afterRun("cr3-slot-scribbled", "KVM_EXIT_DEBUG writes 0 past kvm_debug_exit_arch (into the proposed cr3 slot) without advertising it",
                   kills: ["debug-cr3/cr3_slot_canary/*"]) { _, run in
             if run.pointee.exit_reason == exitDebug {
@@ -254,4 +292,14 @@ extension KernelDoubles {
             return forward(call)
         },
     ]
+}
+
+/// Visits the entries of a struct kvm_msrs argument (KVM_GET_MSRS / KVM_SET_MSRS).
+func forEachMSR(_ call: IoctlCall, limit: Int = .max, _ body: (UInt32, UnsafeMutablePointer<UInt64>) -> Void) {
+    guard let msrs = call.arg(as: kvm_msrs.self) else { return }
+    let base = UnsafeMutableRawPointer(msrs) + MemoryLayout<kvm_msrs>.size
+    for i in 0..<min(Int(msrs.pointee.nmsrs), limit) {
+        let entry = (base + i * MemoryLayout<kvm_msr_entry>.stride).assumingMemoryBound(to: kvm_msr_entry.self)
+        withUnsafeMutablePointer(to: &entry.pointee.data) { body(entry.pointee.index, $0) }
+    }
 }

@@ -215,6 +215,8 @@ struct Run: ParsableCommand {
         var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: try? system.apiVersion(),
                                processCapabilities: ProcessCapability.currentText())
         if let doubles = activateKernelDoubles(settings) { header.notes.insert(doubles, at: 0) }
+        // Host settings an earlier run changed and never put back (it was killed): restore them first.
+        header.notes += HostRestore.applyOrphaned().map { "earlier run: \($0)" }
         if !expectations.entries.isEmpty { header.notes.append("expectations: \(expectFile!) (\(expectations.entries.count) entries)") }
         if let cap = settings.debugCR3Capability {
             header.notes.append("\(CheckSettings.debugCR3CapabilityName) taken as \(cap) (\(settings.debugCR3CapabilitySource ?? "?"))")
@@ -222,6 +224,7 @@ struct Run: ParsableCommand {
         let runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout,
                             expectations: expectations)
         let summary = runner.run(plan, header: header, reporter: reporter)
+        for line in HostRestore.applyOrphaned() { printError("kvmcheck: \(line)") }
         printError("kvmcheck: \(summary.fullLine)")
         throw ExitCode(summary.exitCode)
     }

@@ -2,6 +2,7 @@ import CheckKit
 import GuestKit
 import KVMKit
 import X86Asm
+import Glibc
 
 // Hidden suite ("_" prefix) that misbehaves on purpose, so the harness's own tests can show
 // that hangs, crashes and triple faults become one clear result and the run goes on.
@@ -42,4 +43,24 @@ let harnessSelftestSuite = Suite(
             try t.expectEqual(UInt64(1), UInt64(2), "a value that is # not what it should be")
         },
         Check("skips", uapi: []) { _ in throw Skip("KVM_CAP_NOTHING (0) absent") },
+        // Host-setting restore paths, on a stand-in file named by KVMCHECK_HARNESS_SETTING.
+        Check("host_setting_changed_then_passes", uapi: []) { t in try harnessSetting(t).set("1") },
+        Check("host_setting_changed_then_fails", uapi: []) { t in
+            try harnessSetting(t).set("1")
+            throw Failure("failing on purpose after changing the setting")
+        },
+        Check("host_setting_changed_then_hangs", uapi: []) { t in
+            try harnessSetting(t).set("1")
+            while true { sleep(60) } // the runner's deadline kills us
+        },
+        Check("host_setting_changed_then_crashes", uapi: []) { t in
+            try harnessSetting(t).set("1")
+            let values: [Int] = []
+            _ = values[1]
+        },
     ])
+
+func harnessSetting(_ t: CheckContext) throws -> HostSetting {
+    guard let path = environment("KVMCHECK_HARNESS_SETTING") else { throw Skip("KVMCHECK_HARNESS_SETTING not set") }
+    return try t.hostSetting(path)
+}

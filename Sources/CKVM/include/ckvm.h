@@ -123,6 +123,7 @@ static const unsigned long CKVM_REQ_GET_ONE_REG = KVM_GET_ONE_REG;
 static const unsigned long CKVM_REQ_SET_ONE_REG = KVM_SET_ONE_REG;
 static const unsigned long CKVM_REQ_GET_REG_LIST = KVM_GET_REG_LIST;
 static const unsigned long CKVM_REQ_GET_MSRS = KVM_GET_MSRS;
+static const unsigned long CKVM_REQ_SET_MSRS = KVM_SET_MSRS;
 
 /* ===================== ioctl wrappers (non-variadic, >= 0 or -errno) ===================== */
 
