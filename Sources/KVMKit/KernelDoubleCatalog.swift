@@ -180,7 +180,9 @@ extension KernelDoubles {
         },
         .mutant("one-reg-wrong-msr", "KVM_GET_ONE_REG for an MSR returns its neighbour's value (index ^ 1)",
                 kills: ["one-reg/one_reg_reads_equal_get_msrs", "one-reg/set_one_reg_seen_by_get_msrs_and_guest_rdmsr/*",
-                        "one-reg/set_one_reg_rejects_noncanonical"]) { call, forward in
+                        "one-reg/set_one_reg_rejects_noncanonical",
+                        // DEBUGCTL (0x1d9) read through ONE_REG becomes 0x1d8's value.
+                        "debugctl/host_*", "debugctl/legacy_btf_lbr_accepted_and_views_agree/*"]) { call, forward in
             if call.request == CKVM_REQ_GET_ONE_REG, let reg = call.arg(as: kvm_one_reg.self),
                reg.pointee.id >> 32 == ckvm_x86_reg_msr(0) >> 32 {
                 var swapped = reg.pointee

@@ -8,7 +8,7 @@ struct RunnerTests {
 
     @Test func hangCrashAndTripleFaultEachBecomeOneResultAndTheRunGoesOn() throws {
         let started = Date()
-        let r = try kvmcheck(["run", "--suite", "_harness", "--timeout", "1.5"], environment: selftest)
+        let r = try kvmcheck(["run", "--suite", "_harness", "--filter", "_harness/passes,_harness/guest_*,_harness/child_*,_harness/fails_*,_harness/skips", "--timeout", "1.5"], environment: selftest)
         let elapsed = Date().timeIntervalSince(started)
         #expect(r.status == 1)
         let lines = r.lines
