@@ -255,3 +255,21 @@ int ckvm_watchdog_fired(void) { return watchdog_fired; }
 unsigned int ckvm_watchdog_armed_ms(void) { return watchdog_ms; }
 
 const char *ckvm_strerror(int err) { return strerror(err); }
+
+/* ---- benchmark reference loop ---- */
+long ckvm_bench_run_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason) {
+    for (unsigned long i = 0; i < n; i++) {
+        long r = ckvm_ioctl(vcpu_fd, KVM_RUN, NULL);
+        if (r == -EINTR && ckvm_watchdog_fired())
+            return r;
+        if (r == -EINTR || r == -EAGAIN) {
+            i--;
+            continue;
+        }
+        if (r < 0)
+            return r;
+        if (run->exit_reason != reason)
+            return -(100000 + (long)run->exit_reason);
+    }
+    return (long)n;
+}

@@ -139,6 +139,9 @@ public final class Guest {
         return classify(exit)
     }
 
+    /// What an exit means for this guest (a ucall, a reported exception, or the raw exit).
+    public func event(for exit: VCPUExit) -> GuestEvent { classify(exit) }
+
     func classify(_ exit: VCPUExit) -> GuestEvent {
         guard case .mmio(let m) = exit, m.address == Ucall.address, m.isWrite, m.data.count == 8 else { return .exit(exit) }
         let command = m.data.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * $1.offset) }

@@ -51,6 +51,24 @@ public final class VCPU {
         }
     }
 
+    /// `kvmcheck bench`: KVM_RUN `count` times in the C reference loop, each exit `reason`.
+    public func runCReferenceLoop(count: Int, expecting reason: UInt32) throws(KVMError) {
+        let r = ckvm_bench_run_loop(fd.rawValue, shared, UInt(count), reason)
+        if r <= -100_000 { throw KVMError("KVM_RUN", .protocolViolation("unexpected \(VCPUExit.name(ofReason: UInt32(-r - 100_000)))")) }
+        if r == -Int(EINTR), ckvm_watchdog_fired() != 0 {
+            throw KVMError("KVM_RUN", .watchdogExpired(milliseconds: Int(ckvm_watchdog_armed_ms())))
+        }
+        _ = try checked(r, "KVM_RUN")
+    }
+
+    /// The same loop through this Swift layer (runRaw), for the harness-overhead ratio.
+    public func runSwiftLoop(count: Int, expecting reason: UInt32) throws(KVMError) {
+        for _ in 0..<count {
+            let got = try runRaw()
+            if got != reason { throw KVMError("KVM_RUN", .protocolViolation("unexpected \(VCPUExit.name(ofReason: got))")) }
+        }
+    }
+
     /// KVM_RUN exactly once, for probes that expect failure: nil on success, else the error.
     public func runOnce() -> KVMError? {
         let r = ckvm_run(fd.rawValue)

@@ -125,6 +125,12 @@ static const unsigned long CKVM_REQ_GET_REG_LIST = KVM_GET_REG_LIST;
 static const unsigned long CKVM_REQ_GET_MSRS = KVM_GET_MSRS;
 static const unsigned long CKVM_REQ_SET_MSRS = KVM_SET_MSRS;
 
+/* ===================== benchmark reference ===================== */
+
+/* The C reference exit loop for `kvmcheck bench`: KVM_RUN n times through the same seam the
+ * Swift layer uses.  Returns n, or -errno, or -(100000 + exit_reason) on an unexpected exit. */
+long ckvm_bench_run_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason);
+
 /* ===================== ioctl wrappers (non-variadic, >= 0 or -errno) ===================== */
 
 /* system fd */
