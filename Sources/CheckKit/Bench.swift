@@ -151,7 +151,9 @@ public enum Bench {
         guard let g = try? Guest(system: kvm, cpl: .cpl0, code: { a in a.ucallDone() }) else { return false }
         g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
         g.vcpu.saveRegsOnExitBitmap = Array(repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
-        return g.vcpu.runOnce() == nil
+        g.vcpu.poisonSyncRegs(0xA5)
+        // Accepted *and* honoured: with nothing marked, nothing may be copied (some kernels accept and ignore bit 63).
+        return g.vcpu.runOnce() == nil && uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == 0xA5 }
     }
 
     static func now() -> UInt64 {

@@ -178,6 +178,15 @@ extension KernelDoubles {
             }
             return forward(call)
         },
+        .mutant("sync-bit-63-ignored", "kvm_valid_regs bit 63 is accepted and ignored (a 32-bit valid-fields mask), as if undefined bits above 31 were fine",
+                kills: ["sync-regs/bit_63_einval_unless_conditional_sync"]) { call, forward in
+            guard call.isRun, let run = call.run, run.pointee.kvm_valid_regs & CKVM_SYNC_REGS_CONDITIONAL != 0 else { return forward(call) }
+            let requested = run.pointee.kvm_valid_regs
+            run.pointee.kvm_valid_regs &= ~CKVM_SYNC_REGS_CONDITIONAL
+            let r = forward(call)
+            run.pointee.kvm_valid_regs = requested
+            return r
+        },
         .mutant("one-reg-wrong-msr", "KVM_GET_ONE_REG for an MSR returns its neighbour's value (index ^ 1)",
                 kills: ["one-reg/one_reg_reads_equal_get_msrs", "one-reg/set_one_reg_seen_by_get_msrs_and_guest_rdmsr/*",
                         "one-reg/set_one_reg_rejects_noncanonical",

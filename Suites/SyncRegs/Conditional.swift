@@ -18,22 +18,43 @@ func twoExitGuest(_ t: CheckContext) throws -> Guest {
     }
 }
 
-/// Probes whether KVM_RUN accepts bit 63; nil when accepted, else the precise gap.
-func conditionalSyncRejection(_ system: KVMSystem) -> String? {
+/// What the running kernel does with kvm_valid_regs bit 63.
+enum Bit63Behaviour: Equatable {
+    /// KVM_RUN refused it (the errno's name): no conditional sync.
+    case rejected(String)
+    /// Accepted, and with an empty bitmap nothing was copied: conditional sync present.
+    case conditional
+    /// Accepted but ignored: REGS copied although no exit reason is marked.
+    case ignored
+    case probeFailed(String)
+
+    /// nil when conditional sync is present; otherwise the precise gap.
+    var gap: String? {
+        switch self {
+        case .conditional: return nil
+        case .rejected(let errno):
+            return "KVM_RUN with kvm_valid_regs = REGS|KVM_SYNC_REGS_CONDITIONAL (bit 63) failed with \(errno): conditional sync regs absent (unmerged proposal)"
+        case .ignored:
+            return "KVM_RUN accepts kvm_valid_regs bit 63 but ignores it (REGS copied with an empty exit bitmap): conditional sync regs absent"
+        case .probeFailed(let why): return "probe failed: \(why)"
+        }
+    }
+}
+
+/// Runs one MMIO exit with REGS|bit 63, an empty bitmap and poisoned kvm_run.s.
+func bit63Behaviour(_ system: KVMSystem) -> Bit63Behaviour {
     do {
         let g = try Guest(system: system, cpl: .cpl0) { a in a.ucallDone() }
         g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
         g.vcpu.saveRegsOnExitBitmap = Array(repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
-        if let error = g.vcpu.runOnce() {
-            return "KVM_RUN with kvm_valid_regs = REGS|KVM_SYNC_REGS_CONDITIONAL (bit 63) failed with "
-                + "\(error.errno?.symbolicName ?? "\(error)"): conditional sync regs absent (unmerged proposal)"
-        }
-        return nil
-    } catch { return "probe failed: \(error)" }
+        g.vcpu.poisonSyncRegs(poison)
+        if let error = g.vcpu.runOnce() { return .rejected(error.errno?.symbolicName ?? "\(error)") }
+        return uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison } ? .conditional : .ignored
+    } catch { return .probeFailed("\(error)") }
 }
 
 func conditionalSyncCheck(_ t: CheckContext) throws {
-    if let gap = conditionalSyncRejection(t.system) { throw Skip(gap) }
+    if let gap = bit63Behaviour(t.system).gap { throw Skip(gap) }
     // Mark KVM_EXIT_IO only: the IO exit must sync, the MMIO exit must not.
     let g = try twoExitGuest(t)
     var bitmap = [UInt64](repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
@@ -72,6 +93,10 @@ let conditionalSyncFeature = Feature(
     "KVM_SYNC_REGS_CONDITIONAL (bit 63)", advertisement: "no capability (unmerged proposal)",
     advertised: { _, _ in nil },
     probe: { kvm, _ in
-        if let gap = conditionalSyncRejection(kvm) { return .absent(gap.replacing(": conditional sync regs absent (unmerged proposal)", with: "")) }
-        return .works("KVM_RUN accepts bit 63 in kvm_valid_regs")
+        switch bit63Behaviour(kvm) {
+        case .conditional: return .works("bit 63 accepted and an unmarked exit copies nothing")
+        case .rejected(let errno): return .absent("KVM_RUN with kvm_valid_regs bit 63 failed with \(errno)")
+        case .ignored: return .absent("bit 63 accepted but ignored (every exit copies)")
+        case .probeFailed(let why): return .misbehaves(why)
+        }
     })

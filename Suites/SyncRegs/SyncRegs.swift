@@ -115,6 +115,11 @@ let syncRegsSuite = Suite(
         Check("valid_plus_undefined_bit_einval_before_entry", uapi: syncUAPI, requires: [allSyncSets]) { t in
             try expectRejectedBeforeEntry(t, valid: SyncRegSet.all.rawValue | undefinedSyncBit, dirty: SyncRegSet.regs.rawValue)
         },
+        Check("bit_63_einval_unless_conditional_sync", uapi: syncUAPI + ["KVM_SYNC_REGS_CONDITIONAL"], requires: [allSyncSets]) { t in
+            // Bit 63 is undefined unless the kernel implements the proposal; then it must be rejected like any other.
+            if bit63Behaviour(t.system) == .conditional { throw Skip("bit 63 is KVM_SYNC_REGS_CONDITIONAL on this kernel (an unmarked exit copied nothing)") }
+            try expectRejectedBeforeEntry(t, valid: SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue, dirty: 0)
+        },
         Check("conditional_sync_on_marked_exits_only", uapi: ["KVM_SYNC_REGS_CONDITIONAL", "kvm_run.kvm_save_regs_on_exit"],
               requires: [allSyncSets]) { t in
             try conditionalSyncCheck(t)
