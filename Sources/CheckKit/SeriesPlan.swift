@@ -110,7 +110,7 @@ public func uapiChanges(in patch: String, name: String) throws(PlanError) -> [UA
         }
         guard first == "+" else { continue }
         if file.contains("include/uapi/") {
-            let words = body.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            let words = withoutComment(body).split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
             if words.count >= 2, words[0] == "#define", words[1].hasPrefix("KVM_") {
                 let symbol = String(words[1].prefix { $0 != "(" })
                 changes.append(UAPIChange(symbol: symbol, kind: .define, file: file, patch: name))
@@ -179,4 +179,12 @@ public struct SeriesPlan: Sendable {
         for (m, _) in covered { for s in m.suites where !out.contains(s) { out.append(s) } }
         return out
     }
+}
+
+/// The line without a trailing `/* … */` or `// …` comment.
+func withoutComment(_ line: String) -> String {
+    var text = line
+    if let r = text.firstRange(of: "/*") { text = String(text[..<r.lowerBound]) }
+    if let r = text.firstRange(of: "//") { text = String(text[..<r.lowerBound]) }
+    return text
 }

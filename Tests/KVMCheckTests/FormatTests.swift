@@ -211,6 +211,16 @@ let sampleIDs = sampleResults.flatMap(\.results).map(\.id)
         #expect(r.stdout.contains("patches/guestdbg-blockirq.md [merged, Linux 5.15] suites blockirq, guest-debug: KVM_GUESTDBG_BLOCKIRQ"))
     }
 
+    @Test func theProjectsOwnKernelPatchesAreFullyCovered() throws {
+        let r = try kvmcheck(["plan", repositoryRoot.appendingPathComponent("patches/kernel/6.12").path])
+        #expect(r.status == 0, "\(r.stdout)")
+        for symbol in ["struct kvm_debug_exit_arch.cr3", "KVM_CAP_X86_GUEST_DEBUG_CR3", "struct kvm_run.kvm_save_regs_on_exit",
+                       "KVM_SYNC_REGS_CONDITIONAL"] {
+            #expect(r.stdout.contains("  \(symbol) "), "\(symbol) found in the diffs")
+        }
+        #expect(r.stdout.contains("every symbol is covered"))
+    }
+
     @Test func badInputIsOneLineAndExit2() throws {
         for (input, message) in [("not-a-patch.txt", "no diff found"), ("bad-hunk.patch", "bad-hunk.patch:7: malformed hunk header"),
                                  ("missing.patch", "ENOENT")] {
@@ -229,7 +239,7 @@ let sampleIDs = sampleResults.flatMap(\.results).map(\.id)
             @@ -1,3 +1,9 @@
             +struct kvm_new_thing {
             +	__u32 flags;
-            +	__u64 data[4];
+            +	__u64 data[4];	/* four of them */
             +};
             +#define KVM_NEW_THING _IOW(KVMIO, 0xff, struct kvm_new_thing)
              /* unchanged */
