@@ -22,6 +22,30 @@ def load(path):
         return []
 
 
+def from_tap(path, suite):
+    """Statuses from a (possibly truncated) TAP 14 file, for boots that died before the JSON."""
+    checks = []
+    try:
+        lines = open(path, encoding="utf-8", errors="replace").read().split("\n")
+    except OSError:
+        return checks
+    for line in lines:
+        body = line[4:] if line.startswith("    ") else None
+        if not body or not (body.startswith("ok ") or body.startswith("not ok ")):
+            continue
+        name = body.split(" - ", 1)[1] if " - " in body else ""
+        name, _, directive = name.partition(" # ")
+        status = "pass" if body.startswith("ok ") else "fail"
+        if directive.upper().startswith("SKIP"):
+            status = "skip"
+        elif directive.startswith("TODO informational"):
+            status = "informational"
+        elif directive.upper().startswith("TIMEOUT"):
+            status = "timeout"
+        checks.append({"id": f"{suite}/{name}", "status": status})
+    return checks
+
+
 def main():
     out, columns = sys.argv[1], sys.argv[2:]
     results, kernels, order = {}, {}, []
@@ -30,7 +54,11 @@ def main():
             sorted(glob.glob(os.path.join(out, col, "*", "results.json")))
         results[col] = {}
         for f in files:
-            for c in load(f):
+            checks = load(f)
+            if not checks and col != "host":  # the boot died before the JSON: use the TAP that came back
+                suite = os.path.basename(os.path.dirname(f))
+                checks = from_tap(os.path.join(os.path.dirname(f), "tap.txt"), suite)
+            for c in checks:
                 results[col][c["id"]] = CELL.get(c["status"], c["status"])
                 if c["id"] not in order:
                     order.append(c["id"])
