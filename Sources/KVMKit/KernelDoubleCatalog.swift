@@ -35,7 +35,9 @@ extension KernelDoubles {
             let reason = Int(run.pointee.exit_reason)
             let bitmap = UnsafeRawPointer(run) + MemoryLayout<kvm_run>.size
             let marked = reason < 1024 && bitmap.load(fromByteOffset: (reason / 64) * 8, as: UInt64.self) >> UInt64(reason % 64) & 1 == 1
-            if marked || DoubleState.values["conditional-sync-every-exit"] == 1 { copyOut(call.fd, run, requested) }
+            let copy = DoubleState.values["conditional-sync-never"] == 1 ? false
+                : marked || DoubleState.values["conditional-sync-every-exit"] == 1
+            if copy { copyOut(call.fd, run, requested) }
             return r
         },
     ]
@@ -297,11 +299,22 @@ extension KernelDoubles {
             if DoubleState.values[key] == nil { DoubleState.values[key] = slot.load(as: UInt64.self) }
             slot.storeBytes(of: DoubleState.values[key]!, as: UInt64.self)
         },
-        .mutant("conditional-sync-every-exit", "(with the conditional-sync model) the exit bitmap is ignored: every exit syncs",
+        .mutant("conditional-sync-marked-dropped", "(with the conditional-sync model) marked exits do not sync either",
                 kills: ["sync-regs/conditional_sync_on_marked_exits_only"], requires: ["conditional-sync"]) { call, forward in
-            DoubleState.values["conditional-sync-every-exit"] = 1
+            DoubleState.values["conditional-sync-never"] = 1
             return forward(call)
         },
+        {
+            // Syncing on every exit is what a kernel that accepts and ignores bit 63 does, so the
+            // positive path reads it as a gap; bit_63_einval_unless_conditional_sync kills it.
+            var d = KernelDouble.mutant("conditional-sync-every-exit", "(with the conditional-sync model) the exit bitmap is ignored: every exit syncs",
+                                        kills: ["sync-regs/bit_63_einval_unless_conditional_sync"], requires: ["conditional-sync"]) { call, forward in
+                DoubleState.values["conditional-sync-every-exit"] = 1
+                return forward(call)
+            }
+            d.becomesGap = ["sync-regs/conditional_sync_on_marked_exits_only"]
+            return d
+        }(),
     ]
 }
 

@@ -30,6 +30,9 @@ public struct KernelDouble: Sendable {
     public let kills: [String]
     /// Models a mutant needs underneath it (a mutant of an unmerged uAPI perverts its model).
     public let requires: [String]
+    /// Checks whose feature the mutant makes indistinguishable from absent: they may turn
+    /// SKIP (a gap) instead of `not ok`; another check must still kill the mutant.
+    public var becomesGap: [String] = []
     let handle: @Sendable (IoctlCall, (IoctlCall) -> Int) -> Int
 }
 

@@ -274,7 +274,7 @@ struct FormatEndToEndTests {
         #expect(junit.stdout.hasPrefix("<?xml"))
         if Consumers.xmllint != nil { #expect(try Consumers.junitProblems(junit.stdout) == nil) }
         let json = try kvmcheck(["run", "--suite", "sync-regs", "--format", "json"])
-        #expect(try (Consumers.json(json.stdout)["checks"] as? [Any])?.count == 19)
+        #expect(try (Consumers.json(json.stdout)["checks"] as? [Any])?.count == 20)
         let bad = try kvmcheck(["run", "--format", "yaml"])
         #expect(bad.status == 2 && bad.stdout.isEmpty)
     }

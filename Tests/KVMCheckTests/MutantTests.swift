@@ -33,6 +33,8 @@ struct MutantTests {
                     #expect(now == "fail" || now == "informational", "\(name) must turn \(id) not ok (was pass, now \(now))")
                 }
                 if now == "fail" && was != "fail" { killed.append(id) }
+            } else if mutant.becomesGap.contains(where: { globMatch($0, id) }) {
+                #expect(now == was || now == "skip", "\(name) may only make \(id) a gap (was \(was), now \(now))")
             } else {
                 #expect(now == was, "\(name) must leave \(id) alone (was \(was), now \(now))")
             }
