@@ -84,14 +84,12 @@ final class RunRecord {
     var suites: [(name: String, results: [CheckResult])] = []
     var skippedAll: String?
     var bailOut: String?
-    let started = Date()
 }
 
-/// JUnit XML as Jenkins and GitLab read it: a testsuite per suite, failure/error/skipped
-/// elements with the reason, expected/observed in the element text.
-public final class JUnitReporter: Reporter {
-    private let record = RunRecord()
-    private let write: (String) -> Void
+/// A reporter that keeps the run and writes its document in `end` (JUnit, JSON).
+public class DocumentReporter {
+    let record = RunRecord()
+    let write: (String) -> Void
 
     /// `write` receives the whole document once, at the end.
     public init(write: @escaping (String) -> Void) { self.write = write }
@@ -101,6 +99,11 @@ public final class JUnitReporter: Reporter {
     public func report(_ result: CheckResult, index: Int) { record.suites[record.suites.count - 1].results.append(result) }
     public func suiteEnded(_ suite: String, results: [CheckResult]) {}
     public func bailOut(_ reason: String) { record.bailOut = reason }
+}
+
+/// JUnit XML as Jenkins and GitLab read it: a testsuite per suite, failure/error/skipped
+/// elements with the reason, expected/observed in the element text.
+public final class JUnitReporter: DocumentReporter, Reporter {
 
     public func skipAll(header: RunHeader?, reason: String) {
         record.header = header
@@ -212,17 +215,7 @@ func xmlEscape(_ s: String) -> String {
 }
 
 /// One JSON document: the header, one object per check, and the summary.
-public final class JSONReporter: Reporter {
-    private let record = RunRecord()
-    private let write: (String) -> Void
-
-    public init(write: @escaping (String) -> Void) { self.write = write }
-
-    public func begin(header: RunHeader, plan: [(suite: String, count: Int)]) { record.header = header }
-    public func suiteBegan(_ suite: String, count: Int) { record.suites.append((suite, [])) }
-    public func report(_ result: CheckResult, index: Int) { record.suites[record.suites.count - 1].results.append(result) }
-    public func suiteEnded(_ suite: String, results: [CheckResult]) {}
-    public func bailOut(_ reason: String) { record.bailOut = reason }
+public final class JSONReporter: DocumentReporter, Reporter {
 
     public func skipAll(header: RunHeader?, reason: String) {
         record.header = header

@@ -23,19 +23,11 @@ let blockIRQSuite: Suite = Suite(
     series: "guestdbg-blockirq", features: [blockIRQFeature], checks: [
         Check("steps_land_on_next_instruction", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
               requires: [needsBlockIRQ, .capability(.irqchip)], levels: .both) { t in
-            try expectIRQLandsWithoutBlockIRQ(t)
-            let g = try pendingIRQGuest(t)
-            try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
-            let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
-            try expectSteps(t, g, stops, interruption, expectedPCs: ["nop1", "nop2", "nop3", "end"].map(g.address))
+            try stepOverSTIWithBlockIRQ(t)
         },
         Check("irq_delivered_after_blockirq_cleared", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
               requires: [needsBlockIRQ, .capability(.irqchip)], levels: .both) { t in
-            try expectIRQLandsWithoutBlockIRQ(t)
-            let g = try pendingIRQGuest(t)
-            try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
-            let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
-            try expectSteps(t, g, stops, interruption, expectedPCs: ["nop1", "nop2", "nop3", "end"].map(g.address))
+            let g = try stepOverSTIWithBlockIRQ(t)
             try g.vcpu.setGuestDebug([])
             let event = try g.next()
             guard case .exception(let e) = event, e.vector == UInt64(pendingVector) else {
@@ -68,6 +60,17 @@ let blockIRQSuite: Suite = Suite(
                          observed: "delivered during the steps: \(seen)")
         },
     ])
+
+/// The control, then the same steps with BLOCKIRQ: each must land on the next instruction.
+@discardableResult
+func stepOverSTIWithBlockIRQ(_ t: CheckContext) throws -> Guest {
+    try expectIRQLandsWithoutBlockIRQ(t)
+    let g = try pendingIRQGuest(t)
+    try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
+    let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
+    try expectSteps(t, g, stops, interruption, expectedPCs: ["nop1", "nop2", "nop3", "end"].map(g.address))
+    return g
+}
 
 /// `sti` followed by a few one-byte instructions; IRQs become deliverable after `nop1`.
 func stepOverSTI(_ a: inout Assembler) {
