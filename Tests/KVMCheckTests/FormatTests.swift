@@ -140,6 +140,11 @@ let sampleIDs = sampleResults.flatMap(\.results).map(\.id)
         #expect(summary.failed == 0 && summary.expectedFailures == 2 && summary.exitCode == 0)
     }
 
+    @Test func reasonsKeepTheirHashesOnlyWholeLinesAreComments() throws {
+        let e = try parse("  # a comment line\nalpha/bad_check xfail `out` at CPL3 raises #GP (IOPL ignored)\n")
+        #expect(e.entries.map(\.reason) == ["`out` at CPL3 raises #GP (IOPL ignored)"])
+    }
+
     @Test func aListedFailureThatPassesIsAnUnexpectedPassAndFails() throws {
         let e = try parse("alpha/ok_check/*  xfail  was broken in 6.17")
         let r = e.apply(to: sampleResults[0].results[0])
