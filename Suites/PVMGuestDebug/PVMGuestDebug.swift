@@ -109,10 +109,8 @@ let pvmGuestDebugSuite: Suite = Suite(
                 a.ucallDone()
             }
             let seen = try g.expectSync(1)[0]
-            try t.expect(seen == value, "DR7 the guest reads back", expected: "\(DR7(value))", observed: "\(DR7(seen))")
-            let host = try g.vcpu.debugRegs().dr7
-            try t.expect(host == value, "KVM_GET_DEBUGREGS.dr7 after the guest wrote DR7",
-                         expected: "\(DR7(value))", observed: "\(DR7(host))")
+            try expectDR7(t, seen, value, "DR7 the guest reads back")
+            try expectDR7(t, try g.vcpu.debugRegs().dr7, value, "KVM_GET_DEBUGREGS.dr7 after the guest wrote DR7")
         },
         Check("host_single_step_takes_guest_db", uapi: guestDRUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
               requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
@@ -160,12 +158,9 @@ let pvmGuestDebugSuite: Suite = Suite(
             try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: [watched + 0x900, watched + 0xA00, 0, 0, 0, 0, 0, hostDR7])
             let seen = try g.expectSync(2)[0]
             if t.cpl == .cpl0 {
-                try t.expect(seen == guestDR7, "DR7 the guest reads while the host debugs it",
-                             expected: "the guest's \(DR7(guestDR7))", observed: "\(DR7(seen))")
+                try expectDR7(t, seen, guestDR7, "DR7 the guest reads while the host debugs it (the guest's own)")
             } else { t.note("CPL3 cannot read DR7; only the host's view (KVM_GET_DEBUGREGS) is checked") }
-            let host = try g.vcpu.debugRegs().dr7
-            try t.expect(host == guestDR7, "KVM_GET_DEBUGREGS.dr7 while the host debugs the guest",
-                         expected: "the guest's \(DR7(guestDR7))", observed: "\(DR7(host))")
+            try expectDR7(t, try g.vcpu.debugRegs().dr7, guestDR7, "KVM_GET_DEBUGREGS.dr7 while the host debugs the guest (the guest's own)")
         },
         Check("guest_breakpoint_works_after_host_debug", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
               requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
@@ -229,6 +224,11 @@ func guestArmedGuest(_ t: CheckContext, dr7: UInt64, targets: [BreakpointTarget]
         try g.vcpu.setDebugRegs(d)
     }
     return g
+}
+
+/// A DR7 value must equal `expected`; both are shown decoded (which DRs, access, length).
+func expectDR7(_ t: CheckContext, _ seen: UInt64, _ expected: UInt64, _ what: String) throws {
+    try t.expect(seen == expected, what, expected: "\(DR7(expected))", observed: "\(DR7(seen))")
 }
 
 /// The next event must be the guest's own #DB at `rip` with exactly `dr6` (read by its handler).
