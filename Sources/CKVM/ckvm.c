@@ -255,6 +255,7 @@ int ckvm_watchdog_fired(void) { return watchdog_fired; }
 unsigned int ckvm_watchdog_armed_ms(void) { return watchdog_ms; }
 
 const char *ckvm_strerror(int err) { return strerror(err); }
+const char *ckvm_errno_name(int err) { return strerrorname_np(err); }
 
 /* ---- benchmark reference loop ---- */
 long ckvm_bench_run_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason) {

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -29,12 +30,17 @@ void cproc_install_interrupt_handler(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL); /* a closed terminal ends the run like SIGTERM: Bail out!, restore */
+    /* A closed stdout (`| head`) must not kill the run before the report files are finished:
+     * writes then fail with EPIPE, which the reporters handle. */
+    signal(SIGPIPE, SIG_IGN);
     /* A parent may have started us with these blocked (e.g. from a thread pool); unblock
      * them on this thread, or Ctrl-C and `kill` would never reach the handler. */
     sigset_t wanted;
     sigemptyset(&wanted);
     sigaddset(&wanted, SIGINT);
     sigaddset(&wanted, SIGTERM);
+    sigaddset(&wanted, SIGHUP);
     pthread_sigmask(SIG_UNBLOCK, &wanted, NULL);
 }
 
@@ -148,6 +154,7 @@ int cproc_run(const char *argv_blob, size_t blob_len, int argc, long timeout_ms,
     sigaddset(&defaults, SIGINT);
     sigaddset(&defaults, SIGTERM);
     sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGHUP);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawnattr_setpgroup(&attr, 0);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -227,6 +234,30 @@ void cproc_free(cproc_outcome *out) {
     free(out->result);
     free(out->output);
     out->result = out->output = NULL;
+}
+
+int cproc_die_with_parent(int expected_parent, unsigned int deadline_seconds) {
+    /* SIGKILL when the runner goes away, whatever killed it; its restore record stays for the
+     * next run, which can take the setting's lock because this process is gone. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        return -errno;
+    /* The runner may have died between spawning us and the prctl above. */
+    if (expected_parent > 0 && getppid() != expected_parent)
+        _exit(125);
+    if (deadline_seconds > 0)
+        alarm(deadline_seconds);
+    return 0;
+}
+
+void cproc_ensure_standard_fds(void) {
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+            continue;
+        /* open() returns the lowest free descriptor: this one. */
+        int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+        if (n >= 0 && n != fd)
+            close(n);
+    }
 }
 
 /* ---- suite registry: entries that suites place in the kvmcheck_suites section ---- */

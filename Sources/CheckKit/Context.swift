@@ -36,10 +36,18 @@ public final class CheckContext {
 
     /// A host setting this check will change; it is restored when the check ends, on every
     /// path (see HostSetting).
-    public func hostSetting(_ path: String) throws(HostSettingError) -> HostSetting {
-        let s = try HostSetting(path: path)
-        changedSettings.append(s)
-        return s
+    /// A restore directory that cannot be trusted, or another run holding the setting, is a
+    /// gap of this machine (SKIP with the reason), not a kernel verdict.
+    public func hostSetting(_ path: String) throws -> HostSetting {
+        let setting: HostSetting
+        switch Result(catching: { () throws(HostSettingError) in try HostSetting(path: path) }) {
+        case .success(let s): setting = s
+        case .failure(let e) where e.kind == .restoreDirectory || e.kind == .busy:
+            throw Skip("cannot change \(path) safely: \(e.reason)")
+        case .failure(let e): throw e
+        }
+        changedSettings.append(setting)
+        return setting
     }
 
     /// Restores every setting the body changed (called by the runner's child after the body).

@@ -21,10 +21,21 @@ public struct Runner {
 
     /// The arguments that make the child run `instance`.
     func childArguments(_ instance: CheckInstance) -> [String] {
-        var args = [childExecutable, "__check", instance.id, "--device", settings.devicePath]
-        if let cap = settings.debugCR3Capability { args += ["--debug-cr3-cap", String(cap)] }
-        if let source = settings.debugCR3CapabilitySource { args += ["--debug-cr3-cap-source=\(source)"] } // "=": the value may start with "--"
-        return args
+        // The child's own deadline backs up the runner's: it ends even if the runner is stopped.
+        let invocation = ChildInvocation(id: instance.id, settings: settings, parentPID: getpid(),
+                                         deadlineSeconds: Int(timeoutSeconds.rounded(.up)) + 5)
+        return [childExecutable] + invocation.arguments
+    }
+
+    /// The largest --timeout (a day): anything longer is a typo, and the millisecond deadline must fit.
+    public static let maximumTimeoutSeconds = 86_400.0
+
+    /// Why `seconds` is not a usable per-check timeout, or nil.
+    public static func timeoutProblem(_ seconds: Double) -> String? {
+        guard seconds.isFinite, seconds > 0, seconds <= maximumTimeoutSeconds else {
+            return "--timeout must be a number of seconds above 0 and at most \(Int(maximumTimeoutSeconds)), not \(seconds)"
+        }
+        return nil
     }
 
     /// Runs one instance in a child and turns whatever happened into a result.
@@ -143,6 +154,7 @@ public struct RunSummary: Sendable, Equatable {
 func signalName(_ sig: CInt) -> String {
     let names: [CInt: String] = [SIGSEGV: "SIGSEGV", SIGABRT: "SIGABRT", SIGILL: "SIGILL", SIGBUS: "SIGBUS",
                                  SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGTRAP: "SIGTRAP",
-                                 SIGFPE: "SIGFPE", SIGUSR2: "SIGUSR2"]
+                                 SIGFPE: "SIGFPE", SIGUSR2: "SIGUSR2", SIGHUP: "SIGHUP", SIGPIPE: "SIGPIPE",
+                                 SIGALRM: "SIGALRM (the child's own deadline)"]
     return names[sig] ?? "signal \(sig)"
 }

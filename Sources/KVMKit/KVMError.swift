@@ -42,13 +42,7 @@ public struct KVMError: Error, Equatable, Sendable, CustomStringConvertible {
 extension Errno {
     /// The errno macro name, e.g. "EINVAL", as kernel developers read it.
     public var symbolicName: String {
-        let names: [CInt: String] = [
-            Glibc.EPERM: "EPERM", Glibc.ENOENT: "ENOENT", Glibc.EINTR: "EINTR", Glibc.EIO: "EIO", Glibc.ENXIO: "ENXIO", Glibc.E2BIG: "E2BIG",
-            Glibc.EBADF: "EBADF", Glibc.EAGAIN: "EAGAIN", Glibc.ENOMEM: "ENOMEM", Glibc.EACCES: "EACCES", Glibc.EFAULT: "EFAULT",
-            Glibc.EBUSY: "EBUSY", Glibc.EEXIST: "EEXIST", Glibc.ENODEV: "ENODEV", Glibc.EINVAL: "EINVAL", Glibc.ENOSPC: "ENOSPC",
-            Glibc.ENOTTY: "ENOTTY", Glibc.ERANGE: "ERANGE", Glibc.ENOSYS: "ENOSYS", Glibc.EOPNOTSUPP: "EOPNOTSUPP",
-        ]
-        return names[rawValue] ?? "errno \(rawValue)"
+        ckvm_errno_name(rawValue).map { String(cString: $0) } ?? "errno \(rawValue)"
     }
 
     /// strerror(3) text.

@@ -21,6 +21,9 @@ public final class KVMSystem {
 
     deinit { try? fd.close() }
 
+    /// The only KVM_GET_API_VERSION answer a KVM device gives (KVM_API_VERSION since 2.6.22).
+    public static let expectedAPIVersion = 12
+
     public func apiVersion() throws(KVMError) -> Int {
         try checked(ckvm_get_api_version(fd.rawValue), "KVM_GET_API_VERSION")
     }

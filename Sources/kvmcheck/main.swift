@@ -1,5 +1,6 @@
 import ArgumentParser
 import CheckKit
+import CProcess
 import CKVM
 import Foundation
 import Glibc
@@ -21,7 +22,7 @@ struct Kvmcheck: ParsableCommand {
             4 nothing could run (e.g. no /dev/kvm), 130 interrupted.
             """,
         version: kvmcheckVersion,
-        subcommands: [Run.self, List.self, Caps.self, PlanCommand.self, BenchCommand.self, ChildCheck.self, BenchLoop.self],
+        subcommands: [Run.self, List.self, Caps.self, PlanCommand.self, BenchCommand.self, BenchLoop.self],
         defaultSubcommand: Run.self)
 }
 
@@ -35,12 +36,14 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "KVM device to open.")
     var device = "/dev/kvm"
 
-    @Option(name: .customLong("debug-cr3-cap"),
+    @Option(name: .customLong("debug-cr3-cap"), parsing: .unconditional,
             help: "KVM_CAP_X86_GUEST_DEBUG_CR3's number on the kernel under test (unmerged; no fixed number).")
     var debugCR3Cap: Int?
 
-    @Option(name: .customLong("debug-cr3-cap-source"), help: .hidden)
-    var debugCR3CapSource: String?
+    func validate() throws {
+        if let debugCR3Cap, debugCR3Cap <= 0 { throw ValidationError("--debug-cr3-cap must be a capability number above 0, not \(debugCR3Cap)") }
+        if device.isEmpty { throw ValidationError("--device: empty path") }
+    }
 
     @Option(help: "Directory of series manifests (default: $KVMCHECK_PATCHES, or the patches/ of this checkout).")
     var patches: String?
@@ -52,7 +55,7 @@ struct DeviceOptions: ParsableArguments {
         s.devicePath = device
         if let debugCR3Cap {
             s.debugCR3Capability = debugCR3Cap
-            s.debugCR3CapabilitySource = debugCR3CapSource ?? "--debug-cr3-cap"
+            s.debugCR3CapabilitySource = "--debug-cr3-cap"
         } else if let found = manifestCapability(CheckSettings.debugCR3CapabilityName) {
             s.debugCR3Capability = found.number
             s.debugCR3CapabilitySource = found.source
@@ -110,10 +113,17 @@ extension String {
     var trimmingSpaces: String { String(drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()) }
 }
 
-/// Prints a line and flushes, so a pipe sees each result as it happens.
-func emit(_ line: String) {
-    print(line)
-    fflush(nil)
+/// Writes a line to stdout at once (a pipe sees each result as it happens); a failed write is
+/// remembered by the sink and turns the exit status into `ReportSink.failedExitStatus`.
+func emit(_ line: String) { ReportSink.stdout.line(line) }
+
+/// Exits with `code`, or with the failed-report status (after saying so) when stdout lost output.
+func finish(_ code: Int32) -> Never {
+    if let why = ReportSink.stdout.finish() {
+        printError("kvmcheck: stdout: \(why); output incomplete")
+        exit(code == 130 ? code : ReportSink.failedExitStatus)
+    }
+    exit(code)
 }
 
 func fail(_ message: String, code: Int32 = ExitStatus.usage) -> Never {
@@ -141,7 +151,7 @@ struct Run: ParsableCommand {
     @OptionGroup var selectionOptions: SelectionOptions
     @OptionGroup var device: DeviceOptions
 
-    @Option(help: "Seconds each check may take before it is killed and reported as TIMEOUT.")
+    @Option(parsing: .unconditional, help: "Seconds each check may take before it is killed and reported as TIMEOUT (above 0, at most a day).")
     var timeout: Double = 10
 
     @Option(name: .customLong("tap-version"), help: "13 (flat, for prove) or 14 (nested subtests).")
@@ -165,27 +175,30 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard tapVersion == 13 || tapVersion == 14 else { throw ValidationError("--tap-version must be 13 or 14") }
-        guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
+        if let problem = Runner.timeoutProblem(timeout) { throw ValidationError(problem) }
     }
 
     /// stdout in --format, plus every requested file; files are opened before anything runs.
-    func makeReporter() -> Reporter {
-        func reporter(_ format: OutputFormat, _ line: @escaping (String) -> Void, _ whole: @escaping (String) -> Void) -> Reporter {
+    /// Every sink checks its writes; `sinks` are finished (closed, checked) at the end.
+    func makeReporter() -> (reporter: Reporter, sinks: [ReportSink]) {
+        func reporter(_ format: OutputFormat, _ sink: ReportSink) -> Reporter {
             switch format {
-            case .tap: return TAPReporter(version: tapVersion, write: line)
-            case .ktap: return KTAPReporter(write: line)
-            case .junit: return JUnitReporter(write: whole)
-            case .json: return JSONReporter(write: whole)
+            case .tap: return TAPReporter(version: tapVersion, write: sink.line)
+            case .ktap: return KTAPReporter(write: sink.line)
+            case .junit: return JUnitReporter(write: sink.write)
+            case .json: return JSONReporter(write: sink.write)
             }
         }
-        var all = [reporter(format, emit, { print($0, terminator: ""); fflush(nil) })]
+        var sinks = [ReportSink.stdout]
+        var all = [reporter(format, ReportSink.stdout)]
         for (path, kind) in [(tapFile, OutputFormat.tap), (ktapFile, .ktap), (junitFile, .junit), (jsonFile, .json)] {
             guard let path else { continue }
-            let file: ReportFile
-            do { file = try ReportFile(path: path) } catch { fail("--\(kind.rawValue): \(error)") }
-            all.append(reporter(kind, file.line, file.write))
+            let sink: ReportSink
+            do { sink = try ReportSink(path: path, option: "--\(kind.rawValue)") } catch { fail("\(error)") }
+            sinks.append(sink)
+            all.append(reporter(kind, sink))
         }
-        return all.count == 1 ? all[0] : MultiReporter(all)
+        return (all.count == 1 ? all[0] : MultiReporter(all), sinks)
     }
 
     func loadExpectations() -> Expectations {
@@ -200,22 +213,27 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
+        if let problem = HostRestore.environmentProblem() { fail(problem) }
         let suites = SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())
         let plan: [(Suite, [CheckInstance])]
         do { plan = try select(selectionOptions.selection, from: suites) } catch { fail("\(error)") }
         let expectations = loadExpectations()
         let settings = device.settings
-        let reporter = makeReporter()
+        let (reporter, sinks) = makeReporter()
         let host = HostInfo.current()
         let system: KVMSystem
-        do { system = try KVMSystem(path: device.device) } catch {
+        let apiVersion: Int
+        switch openKVM(device.device) {
+        case .success(let opened): (system, apiVersion) = opened
+        case .failure(let reason):
             let header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: nil,
                                    processCapabilities: ProcessCapability.currentText())
-            reporter.skipAll(header: header, reason: "cannot open \(device.device): \(error.errno?.symbolicName ?? "") (\(error.errno?.message ?? "\(error)"))")
-            throw ExitCode(4)
+            reporter.skipAll(header: header, reason: reason.description)
+            finishReports(sinks, status: 4)
         }
-        var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: try? system.apiVersion(),
+        var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: apiVersion,
                                processCapabilities: ProcessCapability.currentText())
+        withExtendedLifetime(system) {}
         if let doubles = activateKernelDoubles(settings) { header.notes.insert(doubles, at: 0) }
         // Host settings an earlier run changed and never put back (it was killed): restore them first.
         header.notes += HostRestore.applyOrphaned().map { "earlier run: \($0)" }
@@ -228,8 +246,43 @@ struct Run: ParsableCommand {
         let summary = runner.run(plan, header: header, reporter: reporter)
         for line in HostRestore.applyOrphaned() { printError("kvmcheck: \(line)") }
         printError("kvmcheck: \(summary.fullLine)")
-        throw ExitCode(summary.exitCode)
+        finishReports(sinks, status: summary.exitCode)
     }
+
+    /// Closes every report, names each one that is incomplete on stderr, and exits: a lost report
+    /// outranks the checks' verdicts (CI must not go green on missing results), an interruption outranks both.
+    func finishReports(_ sinks: [ReportSink], status: Int32) -> Never {
+        var lost = false
+        for sink in sinks {
+            guard let why = sink.finish() else { continue }
+            printError("kvmcheck: \(sink.label): \(why); that report is incomplete")
+            lost = true
+        }
+        Glibc.exit(status == 130 || !lost ? status : ReportSink.failedExitStatus)
+    }
+}
+
+/// Opens the KVM device and makes sure it is one: KVM_GET_API_VERSION must answer 12, or the
+/// run has nothing to test (a reason for `1..0 # SKIP`).
+func openKVM(_ path: String) -> Result<(KVMSystem, Int), KVMOpenFailure> {
+    let system: KVMSystem
+    do { system = try KVMSystem(path: path) } catch {
+        return .failure(KVMOpenFailure("cannot open \(path): \(error.errno?.symbolicName ?? "") (\(error.errno?.message ?? "\(error)"))"))
+    }
+    do {
+        let version = try system.apiVersion()
+        guard version == KVMSystem.expectedAPIVersion else {
+            return .failure(KVMOpenFailure("\(path) is not a KVM device: KVM_GET_API_VERSION = \(version), expected \(KVMSystem.expectedAPIVersion)"))
+        }
+        return .success((system, version))
+    } catch {
+        return .failure(KVMOpenFailure("\(path) is not a KVM device: KVM_GET_API_VERSION failed: \(error.shortName)"))
+    }
+}
+
+struct KVMOpenFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// Installs the test-only mutants/models named in KVMCHECK_MUTANT / KVMCHECK_MODEL, and returns
@@ -292,11 +345,10 @@ struct Caps: ParsableCommand {
         let host = HostInfo.current()
         emit("kernel \(host.kernelRelease), KVM flavour \(host.kvmFlavour), CPU vendor \(host.cpuVendor)")
         let system: KVMSystem
-        do { system = try KVMSystem(path: device.device) } catch {
-            emit("cannot open \(device.device): \(error)")
-            throw ExitCode(4)
+        switch openKVM(device.device) {
+        case .success(let opened): system = opened.0; emit("KVM API version \(opened.1)")
+        case .failure(let reason): emit(reason.description); finish(4)
         }
-        emit("KVM API version \((try? system.apiVersion()).map(String.init) ?? "unknown")")
         if let doubles = activateKernelDoubles(device.settings) { emit(doubles) }
         let rows = SuiteRegistry.all().flatMap { suite in suite.features.map { (suite.name, $0) } }
         var table = [["uAPI", "advertised by", "cap", "probe", "status", "suite"]]
@@ -404,8 +456,9 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         let system: KVMSystem
-        do { system = try KVMSystem(path: device.device) } catch {
-            fail("cannot open \(device.device): \(error.errno?.symbolicName ?? "\(error)")", code: 4)
+        switch openKVM(device.device) {
+        case .success(let opened): system = opened.0
+        case .failure(let reason): fail(reason.description, code: 4)
         }
         var plan = BenchPlan()
         plan.iterations = iterations
@@ -516,34 +569,39 @@ struct BenchLoop: ParsableCommand {
     }
 }
 
-/// Runs one check instance and writes its result to fd 3 (used by the runner; not for people).
-struct ChildCheck: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "__check", shouldDisplay: false)
-
-    @Argument var id: String
-    @OptionGroup var device: DeviceOptions
-
-    func run() throws {
-        let all = SuiteRegistry.all(includeHidden: true).flatMap(\.instances)
-        guard let instance = all.first(where: { $0.id == id }) else { fail("no check with id '\(id)'") }
-        let settings = device.settings
-        activateKernelDoubles(settings)
-        ChildExecution.run(instance, settings: settings)
+/// `kvmcheck __check ID …`: runs one check instance and writes its result to fd 3 (used by the
+/// runner; not for people).  Parsed by hand: a child starts like a small C program.
+func runChild(_ arguments: ArraySlice<String>) -> Never {
+    let invocation: ChildInvocation
+    switch ChildInvocation.parse(arguments) {
+    case .success(let parsed): invocation = parsed
+    case .failure(let error): fail(error.description)
     }
+    _ = cproc_die_with_parent(invocation.parentPID, UInt32(clamping: invocation.deadlineSeconds))
+    let all = SuiteRegistry.all(includeHidden: true).flatMap(\.instances)
+    guard let instance = all.first(where: { $0.id == invocation.id }) else { fail("no check with id '\(invocation.id)'") }
+    activateKernelDoubles(invocation.settings)
+    ChildExecution.run(instance, settings: invocation.settings)
+    exit(0)
 }
 
-// Usage errors exit 2 (not ArgumentParser's 64), help and --version exit 0.
+// Nothing we open may become fd 0-2 (a --junit file receiving the TAP stream, say).
+cproc_ensure_standard_fds()
+if CommandLine.arguments.dropFirst().first == ChildInvocation.command { runChild(CommandLine.arguments.dropFirst()) }
+
+// Usage errors exit 2 with one line (not ArgumentParser's 64 and its usage block), help and --version exit 0.
 do {
     var command = try Kvmcheck.parseAsRoot()
     try command.run()
+    finish(0)
 } catch let code as ExitCode {
-    exit(code.rawValue)
+    finish(code.rawValue)
 } catch {
     let status = Kvmcheck.exitCode(for: error)
     if status == .success {
-        print(Kvmcheck.fullMessage(for: error))
-        exit(0)
+        emit(Kvmcheck.fullMessage(for: error))
+        finish(0)
     }
-    let message = Kvmcheck.fullMessage(for: error)
-    fail(message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message)
+    let message = Kvmcheck.message(for: error).split(separator: "\n").first.map(String.init) ?? "bad usage"
+    fail((message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message) + " (see 'kvmcheck --help')")
 }

@@ -17,8 +17,19 @@ struct StandIn {
         try value.write(toFile: file, atomically: false, encoding: .utf8)
     }
 
+    /// Runs `body` in-process with this stand-in as the only known setting (no environment changes,
+    /// which other tests running in parallel would see).
+    func configured(_ body: () throws -> Void) throws {
+        try HostRestore.withConfiguration(settings: [KnownHostSetting(name: "freeze_on_smi", path: file)], directory: records, body)
+    }
+
+    func makeRecordDirectory() throws {
+        try FileManager.default.createDirectory(atPath: records, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+
     var value: String { ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines) }
-    var leftoverRecords: [String] { (try? FileManager.default.contentsOfDirectory(atPath: records)) ?? [] }
+    /// Restore records left in the directory (lock files stay by design: they hold no state).
+    var leftoverRecords: [String] { ((try? FileManager.default.contentsOfDirectory(atPath: records)) ?? []).filter { $0.hasSuffix(".restore") } }
 }
 
 /// The pid of a process that has already exited (a restore record's dead owner).
@@ -33,32 +44,40 @@ func deadPid() throws -> Int32 {
 @Suite(.serialized) struct HostSettingTests {
     @Test func setRecordsTheOriginalFirstAndRestoreDropsTheRecord() throws {
         let s = try StandIn(value: "0")
-        setenv("KVMCHECK_RESTORE_DIR", s.records, 1)
-        defer { unsetenv("KVMCHECK_RESTORE_DIR") }
-        let setting = try HostSetting(path: s.file)
-        try setting.set("1")
-        #expect(s.value == "1")
-        let record = try String(contentsOfFile: s.records + "/" + s.leftoverRecords[0], encoding: .utf8)
-        #expect(record.hasPrefix("\(s.file)\n0\n"), "path and original value, written before the change")
-        #expect(setting.restore())
-        #expect(s.value == "0" && s.leftoverRecords.isEmpty)
+        try s.configured {
+            let setting = try HostSetting(path: s.file)
+            try setting.set("1")
+            #expect(s.value == "1")
+            let text = try String(contentsOfFile: s.records + "/freeze_on_smi.restore", encoding: .utf8)
+            #expect(text.contains("path=\(s.file)\noriginal=0\n"), "path and original value, written before the change")
+            #expect(setting.restore())
+            #expect(s.value == "0" && s.leftoverRecords.isEmpty)
+        }
     }
 
     @Test func orphanedRecordsAreAppliedAndLiveOnesLeftAlone() throws {
         let s = try StandIn(value: "1")
-        setenv("KVMCHECK_RESTORE_DIR", s.records, 1)
-        defer { unsetenv("KVMCHECK_RESTORE_DIR") }
-        try FileManager.default.createDirectory(atPath: s.records, withIntermediateDirectories: true)
-        let live = s.dir + "/live_setting"
-        try "7".write(toFile: live, atomically: false, encoding: .utf8)
-        try "\(s.file)\n0\n\(try deadPid())\n".write(toFile: s.records + "/dead.restore", atomically: false, encoding: .utf8)
-        try "\(live)\n3\n1\n".write(toFile: s.records + "/live.restore", atomically: false, encoding: .utf8) // pid 1 is alive
-        let done = HostRestore.applyOrphaned()
-        #expect(done.count == 1 && done[0].hasPrefix("restored \(s.file) to 0"))
-        #expect(s.value == "0")
-        #expect(s.leftoverRecords == ["live.restore"], "a record whose owner still runs is not touched")
-        #expect(try String(contentsOfFile: live, encoding: .utf8) == "7")
+        try s.configured {
+            try s.makeRecordDirectory()
+            try record(name: "freeze_on_smi", path: s.file, original: "0").write(toFile: s.records + "/freeze_on_smi.restore", atomically: false, encoding: .utf8)
+            let done = HostRestore.applyOrphaned()
+            #expect(done.count == 1 && done[0].hasPrefix("restored \(s.file) to 0"), "\(done)")
+            #expect(s.value == "0")
+            #expect(s.leftoverRecords.isEmpty)
+
+            // A record whose owner still holds the setting's lock is not touched.
+            let live = try HostSetting(path: s.file)
+            try live.set("1")
+            #expect(HostRestore.applyOrphaned().isEmpty)
+            #expect(s.value == "1", "a live run's record is left alone")
+            #expect(live.restore() && s.value == "0")
+        }
     }
+}
+
+/// A restore record in the format this harness writes.
+func record(name: String, path: String, original: String, pid: Int32 = 999_999) -> String {
+    "kvmcheck-restore-record 2\nname=\(name)\npath=\(path)\noriginal=\(original)\npid=\(pid)\n"
 }
 
 /// Every path a check can end on restores the host setting (with a stand-in file).
@@ -74,7 +93,7 @@ struct HostSettingRestoreEndToEndTests {
         #expect(restoredNotes.count == 2, "the runner restored after the timed-out and the crashed child: \(r.stdout)")
     }
 
-    @Test(arguments: [("SIGINT", SIGINT), ("SIGTERM", SIGTERM)])
+    @Test(arguments: [("SIGINT", SIGINT), ("SIGTERM", SIGTERM), ("SIGHUP", SIGHUP)])
     func aSignalToTheRunnerRestores(_ name: String, _ signal: Int32) throws {
         let s = try StandIn()
         let p = Process()
@@ -98,9 +117,10 @@ struct HostSettingRestoreEndToEndTests {
 
     @Test func aRecordLeftByAKilledRunnerIsAppliedByTheNextRun() throws {
         let s = try StandIn(value: "1")
-        try FileManager.default.createDirectory(atPath: s.records, withIntermediateDirectories: true)
-        let record = s.records + "/left.restore"
-        try "\(s.file)\n0\n\(try deadPid())\n".write(toFile: record, atomically: false, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: s.records, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try record(name: "freeze_on_smi", path: s.file, original: "0", pid: try deadPid())
+            .write(toFile: s.records + "/freeze_on_smi.restore", atomically: false, encoding: .utf8)
         let r = try kvmcheck(["run", "--suite", "_harness", "--filter", "*passes"], environment: s.environment)
         #expect(r.status == 0)
         #expect(r.lines.contains { $0.hasPrefix("# earlier run: restored \(s.file) to 0 (changed by pid") }, "\(r.stdout)")

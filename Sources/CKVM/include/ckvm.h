@@ -195,5 +195,7 @@ unsigned int ckvm_watchdog_armed_ms(void);
 
 /* errno text without Foundation. */
 const char *ckvm_strerror(int err);
+/* The errno macro's name ("EMFILE"), or NULL for an unknown number (glibc's strerrorname_np). */
+const char *ckvm_errno_name(int err);
 
 #endif

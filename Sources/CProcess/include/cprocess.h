@@ -31,9 +31,19 @@ typedef struct {
 int cproc_run(const char *argv_blob, size_t blob_len, int argc, long timeout_ms, cproc_outcome *out);
 void cproc_free(cproc_outcome *out);
 
-/* Process-wide signal handling for the runner: SIGINT/SIGTERM set a flag that cproc_run honours. */
+/* Process-wide signal handling for the runner: SIGINT/SIGTERM/SIGHUP set a flag; SIGPIPE is ignored that cproc_run honours. */
 void cproc_install_interrupt_handler(void);
 int cproc_interrupted(void); /* the signal number that interrupted the run, or 0 */
+
+/*
+ * In a check child: die with SIGKILL when the runner dies (PR_SET_PDEATHSIG), exit at once if
+ * it already has (getppid() != expected_parent), and end by SIGALRM after deadline_seconds of
+ * its own.  Returns 0 or -errno.
+ */
+int cproc_die_with_parent(int expected_parent, unsigned int deadline_seconds);
+
+/* Opens /dev/null on whichever of fds 0-2 is closed, so no file we open later becomes stdout. */
+void cproc_ensure_standard_fds(void);
 
 /* Writes all bytes to fd (retrying on EINTR); returns 0 or -errno. */
 int cproc_write_all(int fd, const char *bytes, size_t len);
