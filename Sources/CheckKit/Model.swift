@@ -36,12 +36,14 @@ public struct Check: Sendable {
     public let levels: PrivilegeLevels
     /// Informational checks record behaviour and never fail the run.
     public let informational: Bool
+    /// Runs with no other check at the same time (it changes host state others could see).
+    public let exclusive: Bool
     public let body: @Sendable (CheckContext) throws -> Void
 
     public init(_ name: String, uapi: [String], requires: [Requirement] = [], levels: PrivilegeLevels = .notApplicable,
-                informational: Bool = false, _ body: @escaping @Sendable (CheckContext) throws -> Void) {
+                informational: Bool = false, exclusive: Bool = false, _ body: @escaping @Sendable (CheckContext) throws -> Void) {
         self.name = name; self.uapi = uapi; self.requirements = requires; self.levels = levels
-        self.informational = informational; self.body = body
+        self.informational = informational; self.exclusive = exclusive; self.body = body
     }
 }
 

@@ -5,19 +5,25 @@ import KVMKit
 import SystemPackage
 
 /// Runs selected checks, each in its own child process with a deadline, streaming results.
-public struct Runner {
+public struct Runner: Sendable {
     /// The executable that understands `__check ID` (normally this very binary).
     public var childExecutable: String
     public var settings: CheckSettings
     public var timeoutSeconds: Double
     /// Known outcomes on this kernel (--expect).
     public var expectations: Expectations
+    /// How many check children may run at once (exclusive checks always run alone).
+    public var jobs: Int
 
     public init(childExecutable: String, settings: CheckSettings, timeoutSeconds: Double = 10,
-                expectations: Expectations = Expectations()) {
+                expectations: Expectations = Expectations(), jobs: Int = 1) {
         self.childExecutable = childExecutable; self.settings = settings; self.timeoutSeconds = timeoutSeconds
         self.expectations = expectations
+        self.jobs = max(1, jobs)
     }
+
+    /// The default for --jobs: the cores this process may run on.
+    public static var onlineCores: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// The arguments that make the child run `instance`.
     func childArguments(_ instance: CheckInstance) -> [String] {
@@ -83,33 +89,136 @@ public struct Runner {
                            milliseconds: Int(outcome.elapsed_ms))
     }
 
-    /// Runs every selected instance in order, reporting as it goes.  Stops early on SIGINT/SIGTERM.
+    /// Runs every selected instance, `jobs` at a time, and reports the results in check order as
+    /// soon as each one and all before it are known, so every format is the same as a serial
+    /// run's (timings aside).  Stops dispatching on SIGINT/SIGTERM/SIGHUP; what ran is reported
+    /// before the `Bail out!`.
     public func run(_ plan: [(Suite, [CheckInstance])], header: RunHeader, reporter: Reporter) -> RunSummary {
         cproc_install_interrupt_handler()
         // A crashing child should say why in one line, not print a full symbolicated backtrace.
         setenv("SWIFT_BACKTRACE", "enable=no", 0)
+        let instances = plan.flatMap(\.1)
+        let board = ResultBoard(count: instances.count)
+        let workers = (0..<min(jobs, max(1, instances.count))).map { _ in
+            WorkerThread { [self] in
+                while let index = board.claim(exclusive: { instances[$0].check.exclusive }) {
+                    let result = expectations.apply(to: run(instances[index]))
+                    board.finish(index, result)
+                }
+            }
+        }
         var summary = RunSummary()
         reporter.begin(header: header, plan: plan.map { ($0.0.name, $0.1.count) })
-        for (suite, instances) in plan {
-            reporter.suiteBegan(suite.name, count: instances.count)
+        var index = 0
+        reporting: for (suite, suiteInstances) in plan {
+            reporter.suiteBegan(suite.name, count: suiteInstances.count)
             var results: [CheckResult] = []
-            for instance in instances {
-                let result = expectations.apply(to: run(instance))
+            for _ in suiteInstances {
+                guard let result = board.result(index) else { break }
+                index += 1
                 results.append(result)
                 summary.add(result)
                 reporter.report(result, index: results.count)
-                if cproc_interrupted() != 0 { break }
             }
             reporter.suiteEnded(suite.name, results: results)
-            if cproc_interrupted() != 0 {
-                summary.interruptedBy = signalName(cproc_interrupted())
-                reporter.bailOut("interrupted by \(summary.interruptedBy!)")
-                break
-            }
+            if results.count < suiteInstances.count { break reporting }
+        }
+        workers.forEach { $0.join() }
+        if cproc_interrupted() != 0 {
+            summary.interruptedBy = signalName(cproc_interrupted())
+            reporter.bailOut("interrupted by \(summary.interruptedBy!)")
         }
         reporter.end(summary)
         return summary
     }
+}
+
+/// The runner's shared state: which check runs next, and the results by index.
+final class ResultBoard: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var changed = pthread_cond_t()
+    private var results: [CheckResult?]
+    private var next = 0
+    private var running = 0
+    private var exclusiveRunning = false
+
+    init(count: Int) {
+        results = Array(repeating: nil, count: count)
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&changed, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(&changed)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    /// The next index to run, waiting while an exclusive check runs (or, for an exclusive one,
+    /// until nothing else runs); nil when all are claimed or the run was interrupted.
+    func claim(exclusive: (Int) -> Bool) -> Int? {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        while true {
+            guard next < results.count, cproc_interrupted() == 0 else { return nil }
+            let alone = exclusive(next)
+            if !exclusiveRunning && (!alone || running == 0) {
+                running += 1
+                exclusiveRunning = alone
+                next += 1
+                return next - 1
+            }
+            pthread_cond_wait(&changed, &mutex)
+        }
+    }
+
+    func finish(_ index: Int, _ result: CheckResult) {
+        pthread_mutex_lock(&mutex)
+        results[index] = result
+        running -= 1
+        exclusiveRunning = false
+        pthread_cond_broadcast(&changed)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// The result at `index` once it is known; nil when it will never be (interrupted before it ran).
+    func result(_ index: Int) -> CheckResult? {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        while results[index] == nil {
+            if index >= next && cproc_interrupted() != 0 { return nil }
+            var deadline = timespec()
+            clock_gettime(CLOCK_REALTIME, &deadline)
+            deadline.tv_nsec += 50_000_000 // wake to notice an interruption
+            if deadline.tv_nsec >= 1_000_000_000 { deadline.tv_sec += 1; deadline.tv_nsec -= 1_000_000_000 }
+            pthread_cond_timedwait(&changed, &mutex, &deadline)
+        }
+        return results[index]
+    }
+}
+
+/// A POSIX thread running one closure (the runner's workers; no Foundation or Dispatch needed).
+final class WorkerThread: @unchecked Sendable {
+    private var thread = pthread_t()
+    private let body: @Sendable () -> Void
+    private var started = false
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        self.body = body
+        let box = Unmanaged.passRetained(self).toOpaque()
+        if pthread_create(&thread, nil, { arg in
+            let me = Unmanaged<WorkerThread>.fromOpaque(arg!).takeRetainedValue()
+            me.body()
+            return nil
+        }, box) == 0 {
+            started = true
+        } else {
+            // No thread to be had: run the work here, serially (the run is slower, not different).
+            Unmanaged<WorkerThread>.fromOpaque(box).release()
+            body()
+        }
+    }
+
+    func join() { if started { pthread_join(thread, nil); started = false } }
 }
 
 /// Totals and the process exit code (kselftest conventions).

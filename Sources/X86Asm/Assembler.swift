@@ -189,14 +189,14 @@ extension Assembler {
     }
 
     /// Records an error and returns false if `value` is outside `range`.
-    mutating func checkImmediate(_ value: Int64, _ range: ClosedRange<Int64>, _ what: String) -> Bool {
+    mutating func checkImmediate(_ value: Int64, _ range: ClosedRange<Int64>, _ what: @autoclosure () -> String) -> Bool {
         if range.contains(value) { return true }
-        problems.append(.immediateOutOfRange(instruction: what, value: value))
+        problems.append(.immediateOutOfRange(instruction: what(), value: value))
         return false
     }
 
-    mutating func reject(_ what: String) {
-        problems.append(.invalidOperands(what))
+    mutating func reject(_ what: @autoclosure () -> String) {
+        problems.append(.invalidOperands(what()))
     }
 }
 

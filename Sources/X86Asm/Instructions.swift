@@ -221,16 +221,17 @@ extension Assembler {
     /// ib` if the (operand-size) value is a sign-extended byte, else the
     /// accumulator short form `op*8+5 id` for rax/eax, else `81 /n id`.
     private mutating func aluImmediate(_ op: ALUOp, w: Bool, register: UInt8, value: Int64) {
-        let what = "\(op) r\(w ? 64 : 32), imm32"
-        guard checkImmediate(value, w ? ImmediateRange.signed32 : ImmediateRange.any32, what) else { return }
+        // Built only for a diagnostic: interpolating an enum goes through reflection (costly at start-up).
+        let what = { "\(op) r\(w ? 64 : 32), imm32" }
+        guard checkImmediate(value, w ? ImmediateRange.signed32 : ImmediateRange.any32, what()) else { return }
         let operand = Int64(Int32(truncatingIfNeeded: value))  // the bit pattern the CPU sees
         if fitsInt8(operand) {
-            emit(what, w: w, opcode: [0x83], reg: op.rawValue, rm: .register(register),
+            emit(what(), w: w, opcode: [0x83], reg: op.rawValue, rm: .register(register),
                  imm: littleEndian(operand, size: 1))
         } else if register == 0 {
             emitRegisterInOpcode(w: w, opcode: op.rawValue << 3 | 5, register: 0, imm: littleEndian(operand, size: 4))
         } else {
-            emit(what, w: w, opcode: [0x81], reg: op.rawValue, rm: .register(register),
+            emit(what(), w: w, opcode: [0x81], reg: op.rawValue, rm: .register(register),
                  imm: littleEndian(operand, size: 4))
         }
     }

@@ -2,7 +2,7 @@ import ArgumentParser
 import CheckKit
 import CProcess
 import CKVM
-import Foundation
+import FoundationEssentials
 import Glibc
 import GuestKit
 import KVMKit
@@ -169,6 +169,9 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("json"), help: ArgumentHelp("Also write JSON to FILE.", valueName: "FILE"))
     var jsonFile: String?
 
+    @Option(help: "Checks run at once (default: the number of cores); exclusive checks always run alone.")
+    var jobs: Int?
+
     @Option(name: .customLong("expect"),
             help: ArgumentHelp("Known outcomes on this kernel: lines '<check id or glob> <xfail|skip> <reason>'.", valueName: "FILE"))
     var expectFile: String?
@@ -176,6 +179,7 @@ struct Run: ParsableCommand {
     func validate() throws {
         guard tapVersion == 13 || tapVersion == 14 else { throw ValidationError("--tap-version must be 13 or 14") }
         if let problem = Runner.timeoutProblem(timeout) { throw ValidationError(problem) }
+        if let jobs, !(1...256).contains(jobs) { throw ValidationError("--jobs must be between 1 and 256, not \(jobs)") }
     }
 
     /// stdout in --format, plus every requested file; files are opened before anything runs.
@@ -242,7 +246,7 @@ struct Run: ParsableCommand {
             header.notes.append("\(CheckSettings.debugCR3CapabilityName) taken as \(cap) (\(settings.debugCR3CapabilitySource ?? "?"))")
         }
         let runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout,
-                            expectations: expectations)
+                            expectations: expectations, jobs: jobs ?? Runner.onlineCores)
         let summary = runner.run(plan, header: header, reporter: reporter)
         for line in HostRestore.applyOrphaned() { printError("kvmcheck: \(line)") }
         printError("kvmcheck: \(summary.fullLine)")

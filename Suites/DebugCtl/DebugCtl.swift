@@ -106,7 +106,7 @@ let debugCtlSuite: Suite = Suite(
             }
         },
         Check("freeze_on_smi_toggles_invisible_to_guest", uapi: debugCtlUAPI + ["/sys/devices/cpu/freeze_on_smi", "RDMSR", "KVM_GET_MSRS"],
-              requires: [.processCapability(.sysAdmin), freezeOnSMIWritable], levels: .only(.cpl0)) { t in
+              requires: [.processCapability(.sysAdmin), freezeOnSMIWritable], levels: .only(.cpl0), exclusive: true) { t in
             let setting = try t.hostSetting(freezeOnSMIPath)
             t.note("\(setting.path) was \(setting.original); restored when the check ends")
             try setting.set("1")

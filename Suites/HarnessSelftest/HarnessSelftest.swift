@@ -44,16 +44,16 @@ let harnessSelftestSuite = Suite(
         },
         Check("skips", uapi: []) { _ in throw Skip("KVM_CAP_NOTHING (0) absent") },
         // Host-setting restore paths, on a stand-in file named by KVMCHECK_HARNESS_SETTING.
-        Check("host_setting_changed_then_passes", uapi: []) { t in try harnessSetting(t).set("1") },
-        Check("host_setting_changed_then_fails", uapi: []) { t in
+        Check("host_setting_changed_then_passes", uapi: [], exclusive: true) { t in try harnessSetting(t).set("1") },
+        Check("host_setting_changed_then_fails", uapi: [], exclusive: true) { t in
             try harnessSetting(t).set("1")
             throw Failure("failing on purpose after changing the setting")
         },
-        Check("host_setting_changed_then_hangs", uapi: []) { t in
+        Check("host_setting_changed_then_hangs", uapi: [], exclusive: true) { t in
             try harnessSetting(t).set("1")
             while true { sleep(60) } // the runner's deadline kills us
         },
-        Check("host_setting_changed_then_crashes", uapi: []) { t in
+        Check("host_setting_changed_then_crashes", uapi: [], exclusive: true) { t in
             try harnessSetting(t).set("1")
             let values: [Int] = []
             _ = values[1]
