@@ -8,11 +8,13 @@ import X86Asm
 /// (seed 000's argument), and what this harness's Swift layer costs over a C loop.
 ///
 /// Every variant runs `iterations` exits per batch, `repeats` batches, interleaved (repeat r
-/// of every variant before repeat r+1 of any), so drift hits all alike; ratios are to the
-/// plain exit of the same kind and level, from medians of the same run.
+/// of every variant before repeat r+1 of any), so drift hits all alike.  A ratio is taken per
+/// repeat, between a variant's batch and its baseline's batch of the same repeat (neighbours in
+/// time, so host load cancels), and reported as the median of those paired ratios with their
+/// interquartile range: many short interleaved batches reproduce better than a few long ones.
 public struct BenchPlan: Sendable {
-    public var iterations = 20_000
-    public var repeats = 7
+    public var iterations = 5_000
+    public var repeats = 21
     public var levels: [GuestCPL] = [.cpl0, .cpl3]
     public var settings = CheckSettings()
     public init() {}
@@ -25,8 +27,11 @@ public struct BenchResult: Sendable, Codable, Equatable {
     public let kind: String
     public let detail: String
     public let nsPerExit: Stats?
-    /// Median ns/exit over the baseline's median (nil for baselines and unavailable variants).
+    /// Median over repeats of (this batch / the baseline's batch of the same repeat); nil for
+    /// baselines and unavailable variants.
     public let ratio: Double?
+    /// Interquartile range of those paired ratios (p75 - p25): the run-to-run variation to expect.
+    public let ratioSpread: Double?
     public let baseline: String?
 
     public struct Stats: Sendable, Codable, Equatable {
@@ -194,6 +199,7 @@ public enum Bench {
             }
             progress("repeat \(r)/\(plan.repeats) done")
         }
+        func quantile(_ sorted: [Double], _ q: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * q + 0.5))] }
         let stats: [BenchResult.Stats?] = samples.map { s in
             guard !s.isEmpty else { return nil }
             let sorted = s.sorted()
@@ -203,12 +209,15 @@ public enum Bench {
         return vs.indices.map { i in
             let v = vs[i]
             let base = v.baseline.flatMap { b in vs.indices.first { vs[$0].name == b && vs[$0].level == v.level } }
-            let ratio: Double? = {
-                guard let m = stats[i]?.median, let b = base, let bm = stats[b]?.median, bm > 0, v.kind != "n/a" else { return nil }
-                return m / bm
+            let paired: [Double] = {
+                guard let b = base, v.kind != "n/a", vs[b].kind != "n/a" else { return [] }
+                return zip(samples[i], samples[b]).compactMap { $1 > 0 ? $0 / $1 : nil }.sorted()
             }()
             return BenchResult(variant: v.name, level: "CPL\(v.level.rawValue)", kind: v.kind, detail: v.detail,
-                               nsPerExit: v.kind == "n/a" ? nil : stats[i], ratio: ratio, baseline: v.baseline)
+                               nsPerExit: v.kind == "n/a" ? nil : stats[i],
+                               ratio: paired.isEmpty ? nil : quantile(paired, 0.5),
+                               ratioSpread: paired.isEmpty ? nil : quantile(paired, 0.75) - quantile(paired, 0.25),
+                               baseline: v.baseline)
         }
     }
 
@@ -218,12 +227,12 @@ public enum Bench {
         for r in results {
             let s = r.nsPerExit
             func f(_ v: Double?) -> String { v.map { String(Int($0.rounded())) } ?? "-" }
-            let ratio = r.ratio.map { String(format2($0)) + "x" } ?? "-"
+            let ratio = r.ratio.map { format2($0) + "x" + (r.ratioSpread.map { " ±" + format2($0 / 2) } ?? "") } ?? "-"
             let note = r.kind == "real" ? (r.baseline.map { "vs \($0)" } ?? "baseline") : "\(r.kind.uppercased()): \(r.detail)"
             rows.append([r.level, r.variant, f(s?.min), f(s?.median), f(s?.p90), ratio, note])
         }
         let widths = (0..<rows[0].count - 1).map { c in rows.map { $0[c].count }.max() ?? 0 }
-        return ["\(plan.iterations) exits per batch x \(plan.repeats) repeats, interleaved; ns per exit (min/median/p90 of batch means)"]
+        return ["\(plan.iterations) exits per batch x \(plan.repeats) repeats, interleaved; ns per exit (min/median/p90 of batch means); ratio: median of per-repeat paired ratios ± half their IQR"]
             + rows.map { row in
                 row.enumerated().map { c, cell in
                     c == row.count - 1 ? cell : (c >= 2 && c <= 5 ? String(repeating: " ", count: widths[c] - cell.count) + cell
