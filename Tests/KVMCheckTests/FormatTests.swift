@@ -115,7 +115,7 @@ let sampleIDs = sampleResults.flatMap(\.results).map(\.id)
         #expect(try Consumers.ktapProblems(ktap.stdout) == nil)
         let unwritable = try kvmcheck(["run", "--junit", "/nonexistent/dir/x.xml"])
         #expect(unwritable.status == 2 && unwritable.stdout.isEmpty)
-        #expect(unwritable.stderr == "kvmcheck: --junit: /nonexistent/dir/x.xml: cannot write: ENOENT\n")
+        #expect(unwritable.stderr == "kvmcheck: --junit /nonexistent/dir/x.xml: cannot write: ENOENT\n")
     }
 }
 

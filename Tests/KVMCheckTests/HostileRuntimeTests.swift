@@ -111,9 +111,13 @@ struct ConcurrentRunAndOrphanTests {
         return p
     }
 
+    /// Children of every thread of `parent` (the runner spawns them from worker threads).
     func childPids(of parent: Int32) -> [Int32] {
-        let text = (try? String(contentsOfFile: "/proc/\(parent)/task/\(parent)/children", encoding: .utf8)) ?? ""
-        return text.split(separator: " ").compactMap { Int32($0) }
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(parent)/task")) ?? []
+        return tasks.flatMap { task in
+            ((try? String(contentsOfFile: "/proc/\(parent)/task/\(task)/children", encoding: .utf8)) ?? "")
+                .split(separator: " ").compactMap { Int32($0) }
+        }
     }
 }
 
