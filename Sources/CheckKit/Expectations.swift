@@ -42,17 +42,17 @@ public struct Expectations: Sendable, Equatable {
             if words.isEmpty { continue }
             let n = i + 1
             guard words.count >= 3 else {
-                throw ManifestError(file: file, line: n, reason: "expected '<check id or glob> <xfail|skip> <reason>', got '\(String(raw).trimmingCharacters(in: " "))'")
+                throw ManifestError(file: file, line: n, reason: "expected '<check id or glob> <xfail|skip> <reason>', got \(messageQuoted(String(raw).trimmingCharacters(in: " ")))")
             }
             guard let kind = Kind(rawValue: words[1].lowercased()) else {
-                throw ManifestError(file: file, line: n, reason: "unknown outcome '\(words[1])' (use xfail or skip)")
+                throw ManifestError(file: file, line: n, reason: "unknown outcome \(messageQuoted(String(words[1]))) (use xfail or skip)")
             }
             let pattern = String(words[0])
             let isNew = seenPatterns.insert(pattern).inserted
             if isNew {
                 let matched = ids.matching(pattern)
                 guard !matched.isEmpty else {
-                    throw ManifestError(file: file, line: n, reason: "'\(pattern)' matches no check (see `kvmcheck list`)")
+                    throw ManifestError(file: file, line: n, reason: "\(messageQuoted(pattern)) matches no check (see `kvmcheck list`)")
                 }
                 // A repeated pattern can never be the first entry for an id: only new ones are indexed.
                 for id in matched where firstEntry[id] == nil { firstEntry[id] = entries.count }

@@ -80,7 +80,7 @@ public struct SeriesManifest: Sendable, Equatable {
             guard let keyEnd = rest.firstRange(of: "**:") else { continue }
             let key = String(rest[..<keyEnd.lowerBound]).lowercased()
             let value = String(rest[keyEnd.upperBound...]).trimmingCharacters(in: " ")
-            guard !value.isEmpty else { throw ManifestError(file: file, line: n, reason: "'\(key)' has no value") }
+            guard !value.isEmpty else { throw ManifestError(file: file, line: n, reason: "\(messageQuoted(key)) has no value") }
             seen.insert(key)
             switch key {
             case "subject": m.subject = value
@@ -95,14 +95,14 @@ public struct SeriesManifest: Sendable, Equatable {
                         name = String(name.dropLast(10)).trimmingCharacters(in: " ")
                         m.plannedSuites.insert(name)
                     }
-                    guard !name.isEmpty else { throw ManifestError(file: file, line: n, reason: "an empty suite name in '\(value)'") }
+                    guard !name.isEmpty else { throw ManifestError(file: file, line: n, reason: "an empty suite name in \(messageQuoted(value))") }
                     m.suites.append(name)
                 }
             case "capability":
                 let sides = value.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: " ") }
                 let digits = sides.count == 2 ? String(sides[1].prefix { $0.isNumber }) : ""
                 guard sides.count == 2, sides[0].hasPrefix("KVM_CAP_"), let number = Int(digits), number > 0 else {
-                    throw ManifestError(file: file, line: n, reason: "capability must read 'KVM_CAP_NAME = NUMBER', got '\(value)'")
+                    throw ManifestError(file: file, line: n, reason: "capability must read 'KVM_CAP_NAME = NUMBER', got \(messageQuoted(value))")
                 }
                 m.capabilities[sides[0]] = number
             default: break
@@ -184,7 +184,7 @@ public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible
     public let line: Int?
     public let reason: String
     public init(file: String, line: Int?, reason: String) { self.file = file; self.line = line; self.reason = reason }
-    public var description: String { "\(file)\(line.map { ":\($0)" } ?? ""): \(reason)" }
+    public var description: String { "\(messageSafe(file))\(line.map { ":\($0)" } ?? ""): \(reason)" }
 }
 
 /// A regular file's text, or nil (see `TextInput`: never a FIFO or device, never unbounded).

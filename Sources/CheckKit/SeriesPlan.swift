@@ -10,6 +10,10 @@ public struct UAPIChange: Hashable, Sendable {
     public let file: String
     public let patch: String
 
+    public init(symbol: String, kind: Kind, file: String, patch: String) {
+        self.symbol = symbol; self.kind = kind; self.file = file; self.patch = patch
+    }
+
     /// The comparable form: no `struct ` prefix, no array bounds.
     public var key: String { uapiKey(symbol) }
 }
@@ -38,14 +42,14 @@ public func loadSeries(at path: String) throws(PlanError) -> [(name: String, tex
     var files: [(String, String)] = []
     var st = stat()
     if path != "-", !path.isEmpty, stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-        guard let dir = opendir(path) else { throw PlanError("\(path): cannot read the directory (\(TextInput.errnoText()))") }
+        guard let dir = opendir(path) else { throw PlanError("\(messageSafe(path)): cannot read the directory (\(TextInput.errnoText()))") }
         var names: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             if name.hasSuffix(".patch") || name.hasSuffix(".diff") { names.append(name) }
         }
         closedir(dir)
-        guard !names.isEmpty else { throw PlanError("\(path): no .patch files (expected `git format-patch` output)") }
+        guard !names.isEmpty else { throw PlanError("\(messageSafe(path)): no .patch files (expected `git format-patch` output)") }
         for name in names.sorted() { files.append((name, try read(path + "/" + name))) }
     } else {
         let text = try read(path)
@@ -67,7 +71,7 @@ public func loadSeries(at path: String) throws(PlanError) -> [(name: String, tex
         }
     }
     guard patches.contains(where: { textLines($0.text).contains { unquoted($0).text.hasPrefix("diff --git ") } }) else {
-        throw PlanError("\(TextInput.displayName(path)): no diff found (expected patches from `git format-patch`, an mbox, a .patch, or a reply quoting one)")
+        throw PlanError("\(messageSafe(TextInput.displayName(path))): no diff found (expected patches from `git format-patch`, an mbox, a .patch, or a reply quoting one)")
     }
     return patches
 }
@@ -109,7 +113,7 @@ func diffLines(in patch: String, name: String) throws(PlanError) -> [DiffLine] {
         if line.hasPrefix("@@") {
             let parts = line.split(separator: "@@", omittingEmptySubsequences: false)
             guard parts.count >= 3, parts[1].contains("-"), parts[1].contains("+") else {
-                throw PlanError("\(name):\(i + 1): malformed hunk header \(messageQuoted(String(line)))")
+                throw PlanError("\(messageSafe(name)):\(i + 1): malformed hunk header \(messageQuoted(String(line)))")
             }
             inHunk = true
             let context = line[parts[1].endIndex...].dropFirst(2) // after the second "@@"

@@ -6,7 +6,7 @@ public struct TextInputError: Error, Sendable, Equatable, CustomStringConvertibl
     public let path: String
     public let reason: String
     public init(path: String, reason: String) { self.path = path; self.reason = reason }
-    public var description: String { "\(path): \(reason)" }
+    public var description: String { "\(messageSafe(path)): \(reason)" }
 }
 
 /// Every text kvmcheck is given (expectations, manifests, patches, mboxes) is read here:
@@ -65,7 +65,7 @@ public enum TextInput {
             }
             if n == 0 { return bytes }
             guard bytes.count + n <= limit else {
-                throw TextInputError(path: name, reason: "larger than \(limit >> 20) MiB; kvmcheck reads at most that much")
+                throw TextInputError(path: name, reason: "larger than \(limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit) bytes"); kvmcheck reads at most that much")
             }
             bytes += chunk[..<n]
         }
@@ -115,6 +115,15 @@ public func textLines(_ text: String) -> [Substring] {
     return lines
 }
 
+/// `value` for a one-line message: unchanged unless it holds control characters, which are escaped.
+public func messageSafe(_ value: String) -> String {
+    value.unicodeScalars.contains(where: needsEscape) ? String(messageQuoted(value).dropFirst().dropLast()) : value
+}
+
+func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
+}
+
 /// `value` in single quotes for a one-line message: control characters (a newline in a
 /// path or option value would split the message) are written as escapes.
 public func messageQuoted(_ value: String) -> String {
@@ -125,7 +134,7 @@ public func messageQuoted(_ value: String) -> String {
         case "\r": out += "\\r"
         case "\t": out += "\\t"
         case "\\": out += "\\\\"
-        case _ where scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}":
+        case _ where needsEscape(scalar):
             out += "\\u{\(String(scalar.value, radix: 16))}"
         default: out.unicodeScalars.append(scalar)
         }
