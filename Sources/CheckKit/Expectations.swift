@@ -2,6 +2,7 @@
 /// while every *new* failure, and every known failure that starts passing, still shows.
 ///
 /// One entry per line: `<check id or glob> <xfail|skip> <reason>`; lines starting with `#` are comments.
+/// `--expect -` reads the file from stdin.
 ///
 ///     # kvm_pvm 6.18 on AMD
 ///     guest-debug/hw_write_watchpoint_lengths/*   xfail  data watchpoints never fire on kvm_pvm
@@ -18,35 +19,57 @@ public struct Expectations: Sendable, Equatable {
     }
 
     public let entries: [Entry]
+    /// For every id known at parse time, the index of the first entry naming it (-1: none), so
+    /// `entry(for:)` is a lookup rather than a scan over every entry.
+    private var firstEntry: [String: Int] = [:]
 
     public init(entries: [Entry] = []) { self.entries = entries }
 
+    public static func == (a: Expectations, b: Expectations) -> Bool { a.entries == b.entries }
+
     /// Parses a file's text; `knownIDs` are every check id, so a pattern that matches none
     /// (a typo, a renamed check) is an error rather than a silent no-op.
+    /// Linear in the lines (each distinct pattern is matched against the ids once); CRLF is fine.
     public static func parse(_ text: String, file: String, knownIDs: [String]) throws(ManifestError) -> Expectations {
+        let ids = IDIndex(knownIDs)
         var entries: [Entry] = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        var firstEntry: [String: Int] = [:]
+        var seenPatterns: Set<String> = []
+        for (i, raw) in textLines(text).enumerated() {
             // Only whole-line comments: a reason may well mention "#GP".
-            let line = raw.drop { $0 == " " || $0 == "\t" }.hasPrefix("#") ? "" : String(raw)
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+            if raw.drop(while: { $0 == " " || $0 == "\t" }).hasPrefix("#") { continue }
+            let words = raw.split(whereSeparator: { $0 == " " || $0 == "\t" })
             if words.isEmpty { continue }
             let n = i + 1
             guard words.count >= 3 else {
-                throw ManifestError(file: file, line: n, reason: "expected '<check id or glob> <xfail|skip> <reason>', got '\(line.trimmingCharacters(in: " "))'")
+                throw ManifestError(file: file, line: n, reason: "expected '<check id or glob> <xfail|skip> <reason>', got \(messageQuoted(String(raw).trimmingCharacters(in: " ")))")
             }
             guard let kind = Kind(rawValue: words[1].lowercased()) else {
-                throw ManifestError(file: file, line: n, reason: "unknown outcome '\(words[1])' (use xfail or skip)")
+                throw ManifestError(file: file, line: n, reason: "unknown outcome \(messageQuoted(String(words[1]))) (use xfail or skip)")
             }
-            guard knownIDs.contains(where: { matches(words[0], $0) }) else {
-                throw ManifestError(file: file, line: n, reason: "'\(words[0])' matches no check (see `kvmcheck list`)")
+            let pattern = String(words[0])
+            let isNew = seenPatterns.insert(pattern).inserted
+            if isNew {
+                let matched = ids.matching(pattern)
+                guard !matched.isEmpty else {
+                    throw ManifestError(file: file, line: n, reason: "\(messageQuoted(pattern)) matches no check (see `kvmcheck list`)")
+                }
+                // A repeated pattern can never be the first entry for an id: only new ones are indexed.
+                for id in matched where firstEntry[id] == nil { firstEntry[id] = entries.count }
             }
-            entries.append(Entry(pattern: words[0], kind: kind, reason: words[2...].joined(separator: " "), location: "\(file):\(n)"))
+            entries.append(Entry(pattern: pattern, kind: kind, reason: words[2...].joined(separator: " "), location: "\(file):\(n)"))
         }
-        return Expectations(entries: entries)
+        var e = Expectations(entries: entries)
+        for id in knownIDs where firstEntry[id] == nil { firstEntry[id] = -1 }
+        e.firstEntry = firstEntry
+        return e
     }
 
     /// The first entry naming `id` (exactly, or by glob).
-    public func entry(for id: String) -> Entry? { entries.first { Self.matches($0.pattern, id) } }
+    public func entry(for id: String) -> Entry? {
+        if let i = firstEntry[id] { return i >= 0 ? entries[i] : nil }
+        return entries.first { Self.matches($0.pattern, id) }
+    }
 
     /// A pattern without wildcards names one check exactly; with `*`/`?` it is a glob over ids.
     static func matches(_ pattern: String, _ id: String) -> Bool {
@@ -79,4 +102,31 @@ public enum ExpectationOutcome: Sendable, Equatable {
     /// so the file gets updated.
     case unexpectedPass(String)
     case expectedSkip(String)
+}
+
+/// Check ids sorted, so a glob's literal prefix narrows the ids it can match to a range.
+struct IDIndex {
+    let exact: Set<String>
+    let sorted: [String]
+
+    init(_ ids: [String]) { exact = Set(ids); sorted = exact.sorted() }
+
+    /// The ids `pattern` names, in sorted order.
+    func matching(_ pattern: String) -> [String] {
+        guard let wildcard = pattern.firstIndex(where: { $0 == "*" || $0 == "?" }) else {
+            return exact.contains(pattern) ? [pattern] : []
+        }
+        let prefix = String(pattern[..<wildcard])
+        var lo = 0, hi = sorted.count
+        while lo < hi { // first id >= prefix
+            let mid = (lo + hi) / 2
+            if sorted[mid] < prefix { lo = mid + 1 } else { hi = mid }
+        }
+        var out: [String] = []
+        while lo < sorted.count, sorted[lo].hasPrefix(prefix) {
+            if globMatch(pattern, sorted[lo]) { out.append(sorted[lo]) }
+            lo += 1
+        }
+        return out
+    }
 }

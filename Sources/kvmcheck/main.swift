@@ -64,11 +64,14 @@ struct DeviceOptions: ParsableArguments {
     }
 
     func manifestCapability(_ name: String) -> (number: Int, source: String)? {
-        guard let dir = SeriesManifest.locateDirectory(explicit: patches, executable: selfExecutable()) else {
+        let located: String?
+        do { located = try SeriesManifest.locateDirectory(explicit: patches, executable: selfExecutable()) } catch { fail("\(error)") }
+        guard let dir = located else {
             if patches != nil { fail("--patches: no such directory") }
             return nil
         }
-        for series in Set(SuiteRegistry.all(includeHidden: true).map(\.series)).sorted() {
+        // Only the series of suites people run: hidden test-only suites have no manifest.
+        for series in Set(SuiteRegistry.all().map(\.series)).sorted() {
             let manifest: SeriesManifest
             do { manifest = try SeriesManifest.load(series: series, from: dir) } catch {
                 fail("malformed series manifest: \(error)")
@@ -100,8 +103,15 @@ struct SelectionOptions: ParsableArguments {
     @Option(help: "Privilege level(s) for guest payloads: 0, 3 or both.")
     var cpl: LevelChoice = .both
 
+    /// A list given but naming nothing (`--suite ''`, an empty `$SUITES` in CI) is a usage error, not "all".
     var selection: Selection {
-        Selection(suites: suite.map(splitList) ?? [], filters: filter.map(splitList) ?? [], levels: cpl.levels)
+        func list(_ value: String?, _ option: String) -> [String] {
+            guard let value else { return [] }
+            let items = splitList(value)
+            if items.isEmpty { fail("\(option) \(messageQuoted(value)) names nothing (leave \(option) out to select everything)") }
+            return items
+        }
+        return Selection(suites: list(suite, "--suite"), filters: list(filter, "--filter"), levels: cpl.levels)
     }
 }
 
@@ -205,13 +215,13 @@ struct Run: ParsableCommand {
         return (all.count == 1 ? all[0] : MultiReporter(all), sinks)
     }
 
+    /// `--expect FILE` (a regular file) or `--expect -` (stdin).
     func loadExpectations() -> Expectations {
         guard let expectFile else { return Expectations() }
-        guard let text = try? String(contentsOfFile: expectFile, encoding: .utf8) else {
-            fail("--expect: cannot read \(expectFile)")
-        }
+        let text: String
+        do { text = try TextInput.read(expectFile) } catch { fail("--expect: \(error)") }
         let ids = SuiteRegistry.all(includeHidden: true).flatMap(\.instances).map(\.id)
-        do { return try Expectations.parse(text, file: expectFile, knownIDs: ids) } catch {
+        do { return try Expectations.parse(text, file: TextInput.displayName(expectFile), knownIDs: ids) } catch {
             fail("malformed expectations file: \(error)")
         }
     }
@@ -397,34 +407,50 @@ struct PlanCommand: ParsableCommand {
         let input: [(name: String, text: String)]
         do { input = try loadSeries(at: series) } catch { fail("plan: \(error)") }
         var changes: [UAPIChange] = []
+        var code = CodeTouched()
         for p in input {
-            do { changes += try uapiChanges(in: p.text, name: p.name) } catch { fail("plan: \(error)") }
+            do {
+                changes += try uapiChanges(in: p.text, name: p.name)
+                code.formUnion(try codeTouched(in: p.text, name: p.name))
+            } catch { fail("plan: \(error)") }
         }
-        guard let dir = SeriesManifest.locateDirectory(explicit: patches, executable: selfExecutable()) else {
-            fail("plan: no patches/ directory found (use --patches DIR)")
-        }
+        let located: String?
+        do { located = try SeriesManifest.locateDirectory(explicit: patches, executable: selfExecutable()) } catch { fail("plan: \(error)") }
+        guard let dir = located else { fail("plan: no patches/ directory found (use --patches DIR)") }
+        let known = SuiteRegistry.all().map(\.name)
         let manifests: [SeriesManifest]
-        do { manifests = try SeriesManifest.loadAll(from: dir) } catch { fail("malformed series manifest: \(error)") }
-        let plan = SeriesPlan(changes: changes, manifests: manifests)
-        emit("series: \(input.count) patch(es) from \(series)")
-        guard !plan.changes.isEmpty else {
+        do {
+            manifests = try SeriesManifest.loadAll(from: dir)
+            for m in manifests { try m.checkSuites(known: known) }
+        } catch { fail("malformed series manifest: \(error)") }
+        let plan = SeriesPlan(changes: changes, manifests: manifests, code: code, knownSuites: known)
+        emit("series: \(input.count) patch(es) from \(TextInput.displayName(series))")
+        if plan.changes.isEmpty {
             emit("no uAPI added or changed (no KVM_* #define or struct field in include/uapi, no api.rst section)")
-            return
+        } else {
+            emit("uAPI added or changed:")
+            let width = plan.changes.map(\.symbol.count).max() ?? 0
+            for c in plan.changes { emit("  \(c.symbol.padding(to: width))  \(c.kind.rawValue) in \(c.file) (\(c.patch))") }
         }
-        emit("uAPI added or changed:")
-        let width = plan.changes.map(\.symbol.count).max() ?? 0
-        for c in plan.changes { emit("  \(c.symbol.padding(to: width))  \(c.kind.rawValue) in \(c.file) (\(c.patch))") }
         if !plan.covered.isEmpty {
             emit("covered:")
             for (m, symbols) in plan.covered {
                 emit("  patches/\(m.series).md [\(m.status)] suites \(m.suites.joined(separator: ", ")): \(symbols.joined(separator: ", "))")
             }
         }
-        if plan.uncovered.isEmpty {
-            emit("every symbol is covered")
-        } else {
-            emit("not covered by any suite:")
-            for c in plan.uncovered { emit("  \(c.symbol)") }
+        if !plan.touching.isEmpty {
+            emit("kernel code named by manifests:")
+            for (m, entries) in plan.touching {
+                emit("  patches/\(m.series).md [\(m.status)] suites \(m.suites.joined(separator: ", ")): \(entries.joined(separator: ", "))")
+            }
+        }
+        if !plan.changes.isEmpty {
+            if plan.uncovered.isEmpty {
+                emit("every symbol is covered")
+            } else {
+                emit("not covered by any suite:")
+                for c in plan.uncovered { emit("  \(c.symbol)") }
+            }
         }
         if !plan.suites.isEmpty { emit("run: kvmcheck run --suite \(plan.suites.joined(separator: ","))") }
         if !plan.uncovered.isEmpty { throw ExitCode(1) }

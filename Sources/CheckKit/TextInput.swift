@@ -1,0 +1,143 @@
+import Glibc
+import KVMKit
+
+/// Why a text input could not be read: names the path and says what to do.
+public struct TextInputError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let path: String
+    public let reason: String
+    public init(path: String, reason: String) { self.path = path; self.reason = reason }
+    public var description: String { "\(messageSafe(path)): \(reason)" }
+}
+
+/// Every text kvmcheck is given (expectations, manifests, patches, mboxes) is read here:
+/// a regular file (symlinks followed), or stdin for `-`, never more than `limit` bytes.
+/// A FIFO, a device or a directory is refused before it is opened, so `/dev/zero` cannot
+/// grow memory without bound and a FIFO with no writer cannot hang the run.
+public enum TextInput {
+    /// Far above any real series or expectations file (the Linux tree's largest patch is ~10 MiB).
+    public static let defaultLimit = 64 << 20
+
+    /// How stdin is named in messages.
+    public static let stdinName = "<stdin>"
+
+    /// The path as messages should show it.
+    public static func displayName(_ path: String) -> String { path == "-" ? stdinName : path }
+
+    /// Reads `path` (or stdin for `-` when `allowStdin`) as UTF-8; invalid bytes become U+FFFD.
+    public static func read(_ path: String, limit: Int = defaultLimit, allowStdin: Bool = true) throws(TextInputError) -> String {
+        String(decoding: try readBytes(path, limit: limit, allowStdin: allowStdin), as: UTF8.self)
+    }
+
+    public static func readBytes(_ path: String, limit: Int = defaultLimit, allowStdin: Bool = true) throws(TextInputError) -> [UInt8] {
+        if path == "-" && allowStdin { return try readAll(fd: 0, name: stdinName, limit: limit) }
+        guard !path.isEmpty else { throw TextInputError(path: "''", reason: "empty path") }
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw TextInputError(path: path, reason: errnoText()) }
+        // Checked before open(): opening some devices has effects of its own.
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw notRegular(path, st.st_mode) }
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else { throw TextInputError(path: path, reason: errnoText()) }
+        defer { close(fd) }
+        // The path may have been swapped between stat() and open().
+        guard fstat(fd, &st) == 0 else { throw TextInputError(path: path, reason: errnoText()) }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw notRegular(path, st.st_mode) }
+        return try readAll(fd: fd, name: path, limit: limit)
+    }
+
+    /// Reads to end of file, refusing to go past `limit` bytes.
+    static func readAll(fd: Int32, name: String, limit: Int) throws(TextInputError) -> [UInt8] {
+        var st = stat()
+        if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+            throw TextInputError(path: name, reason: "is a directory")
+        }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN { // a non-blocking stdin with nothing yet: wait for it
+                    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    _ = poll(&p, 1, -1)
+                    continue
+                }
+                throw TextInputError(path: name, reason: errnoText())
+            }
+            if n == 0 { return bytes }
+            guard bytes.count + n <= limit else {
+                throw TextInputError(path: name, reason: "larger than \(limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit) bytes"); kvmcheck reads at most that much")
+            }
+            bytes += chunk[..<n]
+        }
+    }
+
+    static func notRegular(_ path: String, _ mode: mode_t) -> TextInputError {
+        let kind: String
+        switch mode & S_IFMT {
+        case S_IFDIR: kind = "a directory"
+        case S_IFIFO: kind = "a FIFO"
+        case S_IFCHR: kind = "a character device"
+        case S_IFBLK: kind = "a block device"
+        case S_IFSOCK: kind = "a socket"
+        default: kind = "not a regular file"
+        }
+        return TextInputError(path: path, reason: "is \(kind), not a regular file (give a file, or '-' for stdin)")
+    }
+
+    static func errnoText() -> String {
+        let e = Errno(rawValue: errno)
+        return "\(e.symbolicName) (\(e.message))"
+    }
+}
+
+/// The lines of `text`, split at LF with a CR before it dropped, so CRLF files read like LF
+/// ones. (`"\r\n"` is one Character in Swift, so splitting on "\n" never splits it.)
+/// A final line without a newline is kept; like `split(omittingEmptySubsequences: false)`.
+public func textLines(_ text: String) -> [Substring] {
+    var lines: [Substring] = []
+    let utf8 = text.utf8
+    var start = utf8.startIndex
+    var i = start
+    func line(to end: String.Index) -> Substring {
+        var end = end
+        if end > start, utf8[utf8.index(before: end)] == 0x0D { end = utf8.index(before: end) }
+        // LF and CR are always grapheme boundaries, so these indices are Character-aligned.
+        return text[start..<end]
+    }
+    while i != utf8.endIndex {
+        if utf8[i] == 0x0A {
+            lines.append(line(to: i))
+            start = utf8.index(after: i)
+        }
+        i = utf8.index(after: i)
+    }
+    lines.append(line(to: utf8.endIndex))
+    return lines
+}
+
+/// `value` for a one-line message: unchanged unless it holds control characters, which are escaped.
+public func messageSafe(_ value: String) -> String {
+    value.unicodeScalars.contains(where: needsEscape) ? String(messageQuoted(value).dropFirst().dropLast()) : value
+}
+
+func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+    scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
+}
+
+/// `value` in single quotes for a one-line message: control characters (a newline in a
+/// path or option value would split the message) are written as escapes.
+public func messageQuoted(_ value: String) -> String {
+    var out = "'"
+    for scalar in value.unicodeScalars {
+        switch scalar {
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case "\\": out += "\\\\"
+        case _ where needsEscape(scalar):
+            out += "\\u{\(String(scalar.value, radix: 16))}"
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "'"
+}
