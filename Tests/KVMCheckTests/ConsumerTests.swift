@@ -76,8 +76,12 @@ func disagreements(summary: [String: Any], tap13: String?, ktap: String?, junit:
         if let yamlProblems = seen["yaml"]?["problems"] as? [String], !yamlProblems.isEmpty { out.append("PyYAML: \(yamlProblems)") }
     }
     if let ktap {
-        let seen = try Consumers.run(ktap, suffix: ".ktap", ["kunit"])
+        let seen = try Consumers.run(ktap, suffix: ".ktap", ["kunit", "lkft"])
         compare("kunit_parser", seen["kunit"]!, .tap(summary), format: "KTAP")
+        // LKFT also counts each suite's own result line in KTAP: its verdict must still agree.
+        if seen["lkft"]?["verdict"] as? String != ConsumerView.verdict(summary), !(skipAll && seen["lkft"]?["failed"] as? Int == 0) {
+            out.append("lkft on KTAP: verdict \(seen["lkft"]?["verdict"] ?? "?"), kvmcheck exit \(summary["exitCode"] ?? "?")")
+        }
         // kunit.py parse exits 0 only for SUCCESS: an all-skipped run is a failure to it, as exit 4 is to CI.
         if let kunitExit = seen["kunit"]?["exit"] as? Int, (kunitExit == 0) != (summary["exitCode"] as? Int == 0) {
             out.append("kunit.py parse exits \(kunitExit), kvmcheck \(summary["exitCode"] ?? "?")")
