@@ -2,8 +2,10 @@ import FoundationEssentials
 import Glibc
 import KVMKit
 
-/// KTAP v1 (Documentation/dev-tools/ktap.rst): a version line per block, 2-space nesting,
-/// diagnostics as `#` lines before the result, XFAIL/TIMEOUT/ERROR directives, no YAML.
+/// KTAP v1 (Documentation/dev-tools/ktap.rst): a version line and then the plan per block,
+/// 2-space nesting, diagnostics as `#` lines before the result, no YAML.  Expected failures and
+/// informational findings are `ok … # XFAIL` (as kselftest writes them; kunit_parser counts
+/// `not ok … # XFAIL` as a failure), timeouts `not ok … # TIMEOUT`, crashes `not ok … # ERROR`.
 public final class KTAPReporter: Reporter {
     private let write: (String) -> Void
     private var suiteIndex = 0
@@ -12,34 +14,34 @@ public final class KTAPReporter: Reporter {
 
     public func begin(header: RunHeader, plan: [(suite: String, count: Int)]) {
         write("KTAP version 1")
-        header.lines.forEach { write("# " + $0) }
         write("1..\(plan.count)")
+        header.lines.forEach { write(tapComment($0)) }
     }
 
     public func suiteBegan(_ suite: String, count: Int) {
         write("  KTAP version 1")
-        write("  # Subtest: \(suite)")
+        write("  # Subtest: \(ktapDescription(suite))")
         write("  1..\(count)")
     }
 
     public func report(_ result: CheckResult, index: Int) {
         let name = ktapDescription(result.name)
-        result.notes.forEach { write("  # " + $0) }
+        result.notes.forEach { write("  " + tapComment($0)) }
         switch result.status {
         case .pass:
             write("  ok \(index) \(name)")
         case .skip(let reason):
-            write("  ok \(index) \(name) # SKIP \(oneLine(reason))")
+            write("  ok \(index) \(name) # SKIP \(ktapReason(reason))")
         case .fail, .unexpectedPass, .crash:
             diagnostics(result.failureDetails)
             let directive = { if case .crash = result.status { return " # ERROR" } else { return "" } }()
             write("  not ok \(index) \(name)\(directive)")
         case .informational(let f):
             diagnostics(f)
-            write("  not ok \(index) \(name) # XFAIL informational: \(oneLine(f.message))")
+            write("  ok \(index) \(name) # XFAIL informational: \(ktapReason(f.message))")
         case .expectedFailure(let reason):
             diagnostics(result.failureDetails)
-            write("  not ok \(index) \(name) # XFAIL \(oneLine(reason))")
+            write("  ok \(index) \(name) # XFAIL \(ktapReason(reason))")
         case .timeout(let s):
             diagnostics(result.failureDetails)
             write("  not ok \(index) \(name) # TIMEOUT \(formatSeconds(s)) seconds")
@@ -48,35 +50,31 @@ public final class KTAPReporter: Reporter {
 
     public func suiteEnded(_ suite: String, results: [CheckResult]) {
         suiteIndex += 1
-        let name = ktapDescription(suite)
-        if results.contains(where: \.failsRun) {
-            write("not ok \(suiteIndex) \(name)")
-        } else if results.allSatisfy({ if case .skip = $0.status { return true } else { return false } }) {
-            write("ok \(suiteIndex) \(name) # SKIP every check skipped")
-        } else {
-            write("ok \(suiteIndex) \(name)")
-        }
+        write(suiteLine(ok: "ok \(suiteIndex) \(ktapDescription(suite))", results: results))
     }
 
-    public func bailOut(_ reason: String) { write("# Bail out! \(reason)") }
+    public func bailOut(_ reason: String) { write(tapComment("Bail out! " + reason)) }
 
-    public func end(_ summary: RunSummary) { write("# \(summary.fullLine)") }
+    public func end(_ summary: RunSummary) { write(tapComment(summary.fullLine)) }
 
+    /// One skipped test rather than TAP's `1..0 # SKIP`: kunit_parser reports an empty plan as an error.
     public func skipAll(header: RunHeader?, reason: String) {
         write("KTAP version 1")
-        header?.lines.forEach { write("# " + $0) }
-        write("1..0 # SKIP \(oneLine(reason))")
+        write("1..1")
+        header?.lines.forEach { write(tapComment($0)) }
+        write("ok 1 kvmcheck # SKIP \(ktapReason(reason))")
     }
 
     private func diagnostics(_ f: Failure) {
-        for (key, value) in f.fields { write("  # \(key): \(oneLine(value))") }
+        for (key, value) in f.fields { write("  " + tapComment("\(key): \(value)")) }
     }
 }
 
-/// KTAP descriptions may not contain `#` at all.
-func ktapDescription(_ s: String) -> String { oneLine(s).replacing("#", with: "no.") }
+/// KTAP descriptions may not contain `#` at all (kunit_parser reads the name as `[^#]*`).
+func ktapDescription(_ s: String) -> String { lineSafe(s).replacing("#", with: "no.") }
 
-func oneLine(_ s: String) -> String { s.replacing("\n", with: " ") }
+/// A directive's reason: `#` escaped, so a reason holding " # SKIP" cannot become kunit_parser's SKIP.
+func ktapReason(_ s: String) -> String { lineSafe(s, escaping: "#") }
 
 /// Everything a run produced, kept for the formats written once at the end (JUnit, JSON).
 final class RunRecord {
@@ -101,8 +99,11 @@ public class DocumentReporter {
     public func bailOut(_ reason: String) { record.bailOut = reason }
 }
 
-/// JUnit XML as Jenkins and GitLab read it: a testsuite per suite, failure/error/skipped
-/// elements with the reason, expected/observed in the element text.
+/// JUnit XML as Jenkins and GitLab read it, valid against Jenkins' junit-10.xsd: a testsuite
+/// per suite, the run's properties once (in the first testsuite: xunitparser merges all
+/// suites' properties and rejects a repeated name), and every failure, error and skip with its
+/// message in the element body (GitLab shows only the body) as well as the attribute.
+/// Expected failures and informational findings are `<skipped>` (pytest's encoding of xfail).
 public final class JUnitReporter: DocumentReporter, Reporter {
 
     public func skipAll(header: RunHeader?, reason: String) {
@@ -117,26 +118,26 @@ public final class JUnitReporter: DocumentReporter, Reporter {
         let total = record.skippedAll == nil ? all.count : 1
         let failures = all.filter { $0.junitKind == "failure" }.count
         let errors = all.filter { $0.junitKind == "error" }.count
-        let skipped = record.skippedAll == nil ? all.filter { $0.junitKind == "skipped" }.count : 1
-        let seconds = Double(all.reduce(0) { $0 + $1.milliseconds }) / 1000
         x.append("<testsuites name=\"kvmcheck\" tests=\"\(total)\" failures=\"\(failures)\" errors=\"\(errors)\" "
-                 + "skipped=\"\(skipped)\" time=\"\(seconds)\">")
-        let properties = propertiesXML()
+                 + "time=\"\(junitSeconds(all.reduce(0) { $0 + $1.milliseconds }))\">")
+        var properties = propertiesXML()
         if let reason = record.skippedAll {
-            x.append("  <testsuite name=\"kvmcheck\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\" time=\"0\">")
+            x.append("  <testsuite name=\"kvmcheck\" tests=\"1\" failures=\"0\" errors=\"0\" skipped=\"1\" time=\"0.000\">")
             x += properties
-            x.append("    <testcase classname=\"kvmcheck\" name=\"open KVM device\" time=\"0\">")
-            x.append("      <skipped message=\"\(xmlEscape(reason))\"/>")
+            properties = []
+            x.append("    <testcase classname=\"kvmcheck\" name=\"open KVM device\" time=\"0.000\">")
+            x.append("      " + element("skipped", type: "skip", message: reason, body: reason))
             x.append("    </testcase>")
             x.append("  </testsuite>")
         }
         for (suite, results) in record.suites {
-            let t = Double(results.reduce(0) { $0 + $1.milliseconds }) / 1000
             x.append("  <testsuite name=\"\(xmlEscape(suite))\" tests=\"\(results.count)\" "
                      + "failures=\"\(results.filter { $0.junitKind == "failure" }.count)\" "
                      + "errors=\"\(results.filter { $0.junitKind == "error" }.count)\" "
-                     + "skipped=\"\(results.filter { $0.junitKind == "skipped" }.count)\" time=\"\(t)\">")
+                     + "skipped=\"\(results.filter { $0.junitKind == "skipped" }.count)\" "
+                     + "time=\"\(junitSeconds(results.reduce(0) { $0 + $1.milliseconds }))\">")
             x += properties
+            properties = []
             for r in results { x += testcaseXML(r) }
             x.append("  </testsuite>")
         }
@@ -156,23 +157,42 @@ public final class JUnitReporter: DocumentReporter, Reporter {
 
     private func testcaseXML(_ r: CheckResult) -> [String] {
         let open = "    <testcase classname=\"kvmcheck.\(xmlEscape(r.suite))\" name=\"\(xmlEscape(r.name))\" "
-            + "time=\"\(Double(r.milliseconds) / 1000)\""
+            + "time=\"\(junitSeconds(r.milliseconds))\""
         var body: [String] = []
         let details = r.failureDetails
-        let text = xmlEscape(details.fields.dropFirst().map { "\($0.0): \($0.1)" }.joined(separator: "\n"))
+        /// The message first, then expected/observed/ioctl/errno, one per line.
+        func text(_ message: String) -> String {
+            ([message] + details.fields.dropFirst().map { "\($0.0): \($0.1)" }).joined(separator: "\n")
+        }
         switch r.status {
         case .pass: break
-        case .skip(let reason): body.append("      <skipped message=\"\(xmlEscape(reason))\"/>")
-        case .informational(let f): body.append("      <skipped message=\"\(xmlEscape("informational: " + f.message))\">\(text)</skipped>")
-        case .expectedFailure(let why): body.append("      <skipped message=\"\(xmlEscape("expected failure: " + why))\">\(text)</skipped>")
+        case .skip(let reason):
+            body.append(element("skipped", type: "skip", message: reason, body: reason))
+        case .informational(let f):
+            let message = "informational: " + f.message
+            body.append(element("skipped", type: "informational", message: message, body: text(message)))
+        case .expectedFailure(let why):
+            let message = "expected failure: \(why): \(details.message)"
+            body.append(element("skipped", type: "xfail", message: message, body: text(message)))
         case .fail, .unexpectedPass:
-            body.append("      <failure message=\"\(xmlEscape(details.message))\" type=\"\(r.junitType)\">\(text)</failure>")
+            body.append(element("failure", type: r.junitType, message: details.message, body: text(details.message)))
         case .timeout, .crash:
-            body.append("      <error message=\"\(xmlEscape(details.message))\" type=\"\(r.junitType)\">\(text)</error>")
+            body.append(element("error", type: r.junitType, message: details.message, body: text(details.message)))
         }
-        if !r.notes.isEmpty { body.append("      <system-out>\(xmlEscape(r.notes.joined(separator: "\n")))</system-out>") }
-        return body.isEmpty ? [open + "/>"] : [open + ">"] + body + ["    </testcase>"]
+        if !r.notes.isEmpty { body.append("<system-out>\(xmlEscape(r.notes.joined(separator: "\n")))</system-out>") }
+        return body.isEmpty ? [open + "/>"] : [open + ">"] + body.map { "      " + $0 } + ["    </testcase>"]
     }
+
+    private func element(_ name: String, type: String, message: String, body: String) -> String {
+        "<\(name) type=\"\(xmlEscape(type))\" message=\"\(xmlEscape(message))\">\(xmlEscape(body))</\(name)>"
+    }
+}
+
+/// Seconds with three decimals: junit-10.xsd's SUREFIRE_TIME allows no more (and no exponent).
+func junitSeconds(_ milliseconds: Int) -> String {
+    let ms = max(0, milliseconds)
+    let fraction = String(ms % 1000)
+    return "\(ms / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
 }
 
 extension CheckResult {
@@ -196,6 +216,9 @@ extension CheckResult {
     }
 }
 
+/// Text for an XML 1.0 attribute or element: markup escaped, tab/LF/CR as character
+/// references (kept through attribute normalisation), and every character XML 1.0 cannot
+/// hold at all (NUL, other C0 controls, U+FFFE/U+FFFF), and C1 controls, as a visible `\xNN`.
 func xmlEscape(_ s: String) -> String {
     var out = ""
     for scalar in s.unicodeScalars {
@@ -206,9 +229,10 @@ func xmlEscape(_ s: String) -> String {
         case "\"": out += "&quot;"
         case "\n": out += "&#10;"
         case "\t": out += "&#9;"
+        case "\r": out += "&#13;"
         default:
-            // XML 1.0 forbids most control characters even escaped.
-            out += scalar.value < 0x20 ? "?" : String(scalar)
+            out += isLineUnsafe(scalar) && scalar.value != 0x2028 && scalar.value != 0x2029 && scalar.value != 0xFEFF
+                ? visibleEscape(scalar) : String(scalar)
         }
     }
     return out

@@ -32,11 +32,18 @@ public protocol Reporter: AnyObject {
     func skipAll(header: RunHeader?, reason: String)
 }
 
-/// TAP output: version 14 nests one subtest block per suite; version 13 is flat (for prove).
+/// TAP output: version 13 is flat (one line per check, named by id: what prove, tap.py and
+/// kunit_parser all read); version 14 nests one subtest block per suite.
+///
+/// Encodings chosen so every consumer's verdict equals kvmcheck's (README, "Consumers"):
+/// the plan comes right after the version line (tap.py requires it there), expected failures
+/// and informational findings are `ok … # XFAIL` (kselftest's own encoding; prove, tap.py,
+/// kunit_parser and LKFT all count it as not failing), an unexpected pass is `not ok`.
 public final class TAPReporter: Reporter {
     public let version: Int
     private let write: (String) -> Void
     private var flatIndex = 0
+    private var suiteIndex = 0
 
     /// `write` receives one line at a time, without the newline.
     public init(version: Int, write: @escaping (String) -> Void) {
@@ -50,13 +57,13 @@ public final class TAPReporter: Reporter {
 
     public func begin(header: RunHeader, plan: [(suite: String, count: Int)]) {
         write("TAP version \(version)")
-        header.lines.forEach { write("# " + $0) }
         write("1..\(nested ? plan.count : plan.reduce(0) { $0 + $1.count })")
+        header.lines.forEach { write(tapComment($0)) }
     }
 
     public func suiteBegan(_ suite: String, count: Int) {
         if nested {
-            write("# Subtest: \(suite)")
+            write("# Subtest: \(tapDescription(suite))")
             write(indent + "1..\(count)")
         }
     }
@@ -64,18 +71,18 @@ public final class TAPReporter: Reporter {
     public func report(_ result: CheckResult, index: Int) {
         flatIndex += 1
         let number = nested ? index : flatIndex
-        let name = escape(nested ? result.name : result.id)
-        for note in result.notes { write(indent + "# " + note) }
+        let name = tapDescription(nested ? result.name : result.id)
+        for note in result.notes { write(indent + tapComment(note)) }
         switch result.status {
         case .pass:
             write(indent + "ok \(number) - \(name)")
         case .skip(let reason):
-            write(indent + "ok \(number) - \(name) # SKIP \(escape(reason))")
+            write(indent + "ok \(number) - \(name) # SKIP \(tapDescription(reason))")
         case .fail(let f):
             write(indent + "not ok \(number) - \(name)")
             yaml(f.fields)
         case .informational(let f):
-            write(indent + "not ok \(number) - \(name) # TODO informational: \(escape(f.message))")
+            write(indent + "ok \(number) - \(name) # XFAIL informational: \(tapDescription(f.message))")
             yaml(f.fields)
         case .timeout(let s):
             write(indent + "not ok \(number) - \(name) # TIMEOUT \(formatSeconds(s)) seconds")
@@ -84,7 +91,7 @@ public final class TAPReporter: Reporter {
             write(indent + "not ok \(number) - \(name)")
             yaml(result.failureDetails.fields)
         case .expectedFailure(let reason):
-            write(indent + "not ok \(number) - \(name) # TODO expected failure: \(escape(reason))")
+            write(indent + "ok \(number) - \(name) # XFAIL \(tapDescription(reason))")
             yaml(result.failureDetails.fields)
         case .unexpectedPass:
             write(indent + "not ok \(number) - \(name)")
@@ -94,46 +101,35 @@ public final class TAPReporter: Reporter {
 
     public func suiteEnded(_ suite: String, results: [CheckResult]) {
         guard nested else { return }
-        let failed = results.contains { $0.failsRun }
-        let allSkipped = results.allSatisfy { if case .skip = $0.verdict { return true } else { return false } }
         suiteIndex += 1
-        let index = suiteIndex
-        if failed {
-            write("not ok \(index) - \(suite)")
-        } else if allSkipped {
-            write("ok \(index) - \(suite) # SKIP every check skipped")
-        } else {
-            write("ok \(index) - \(suite)")
-        }
+        write(suiteLine(ok: "ok \(suiteIndex) - \(tapDescription(suite))", results: results))
     }
 
-    private var suiteIndex = 0
+    public func bailOut(_ reason: String) { write("Bail out! \(lineSafe(reason))") }
 
-    public func bailOut(_ reason: String) { write("Bail out! \(reason)") }
-
-    public func end(_ summary: RunSummary) {
-        write("# \(summary.fullLine)")
-    }
+    public func end(_ summary: RunSummary) { write(tapComment(summary.fullLine)) }
 
     public func skipAll(header: RunHeader?, reason: String) {
         write("TAP version \(version)")
-        header?.lines.forEach { write("# " + $0) }
-        write("1..0 # SKIP \(reason)")
+        write("1..0 # SKIP \(tapDescription(reason))")
+        header?.lines.forEach { write(tapComment($0)) }
     }
 
     private func yaml(_ fields: [(String, String)]) {
         let pad = indent + "  "
         write(pad + "---")
-        for (key, value) in fields {
-            if value.contains("\n") {
-                write(pad + "\(key): |")
-                value.split(separator: "\n", omittingEmptySubsequences: false).forEach { write(pad + "  " + $0) }
-            } else {
-                write(pad + "\(key): \(yamlQuote(value))")
-            }
-        }
+        for (key, value) in fields { write(pad + "\(key): \(yamlQuote(value))") }
         write(pad + "...")
     }
+}
+
+/// A suite's own result line (TAP 14, KTAP): not ok when a check fails the run, SKIP when all skipped.
+func suiteLine(ok line: String, results: [CheckResult]) -> String {
+    if results.contains(where: \.failsRun) { return "not " + line }
+    if results.allSatisfy({ if case .skip = $0.status { return true } else { return false } }) {
+        return line + " # SKIP every check skipped"
+    }
+    return line
 }
 
 extension Failure {
@@ -148,13 +144,70 @@ extension Failure {
     }
 }
 
-/// TAP descriptions may not contain an unescaped `#`.
-func escape(_ s: String) -> String {
-    s.replacing("\\", with: "\\\\").replacing("#", with: "\\#").replacing("\n", with: " ")
+// MARK: - Escaping: every text that reaches a report passes through one of these.
+
+/// Whether a scalar may not appear raw inside one report line: C0 and C1 controls (CR, LF,
+/// NUL, ESC…), DEL, Unicode line/paragraph separators (Python's splitlines() breaks on them),
+/// the BOM and the noncharacters U+FFFE/U+FFFF.
+func isLineUnsafe(_ v: Unicode.Scalar) -> Bool {
+    switch v.value {
+    case 0..<0x20, 0x7F...0x9F, 0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF: return true
+    default: return false
+    }
 }
 
+/// `\xNN` for scalars up to 0xFF, `\u{NNNN}` above: visible, and never a line break.
+func visibleEscape(_ v: Unicode.Scalar) -> String {
+    let hex = String(v.value, radix: 16, uppercase: true)
+    return v.value <= 0xFF ? "\\x" + String(repeating: "0", count: 2 - hex.count) + hex
+                           : "\\u{" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex + "}"
+}
+
+/// Text that stays one line: unsafe scalars become visible escapes; scalars in `special`
+/// get a backslash in front (TAP's `\\` and `\#`).
+func lineSafe(_ s: String, escaping special: String = "") -> String {
+    var out = String.UnicodeScalarView()
+    for v in s.unicodeScalars {
+        if isLineUnsafe(v) {
+            out.append(contentsOf: visibleEscape(v).unicodeScalars)
+        } else {
+            if special.unicodeScalars.contains(v) { out.append("\\") }
+            out.append(v)
+        }
+    }
+    return String(out)
+}
+
+/// A TAP description or directive reason: one line, `\` and `#` escaped (TAP 13/14 spec).
+func tapDescription(_ s: String) -> String { lineSafe(s, escaping: "\\#") }
+
+/// A TAP/KTAP diagnostic line.
+func tapComment(_ s: String) -> String { "# " + lineSafe(s) }
+
+/// A YAML 1.1 double-quoted scalar that PyYAML loads back to the same text: every character
+/// YAML may not hold raw (or would fold as a line break) is an escape.
 func yamlQuote(_ s: String) -> String {
-    "\"" + s.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"") + "\""
+    var out = "\""
+    for v in s.unicodeScalars {
+        switch v {
+        case "\\": out += "\\\\"
+        case "\"": out += "\\\""
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case "\r": out += "\\r"
+        case "\0": out += "\\0"
+        case "\u{1B}": out += "\\e"
+        default:
+            if isLineUnsafe(v) || v.value == 0x85 {
+                let hex = String(v.value, radix: 16, uppercase: true)
+                out += v.value <= 0xFF ? "\\x" + String(repeating: "0", count: 2 - hex.count) + hex
+                                       : "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(v)
+            }
+        }
+    }
+    return out + "\""
 }
 
 func formatSeconds(_ s: Double) -> String {
@@ -183,10 +236,12 @@ extension CheckResult {
         case .unexpectedPass(let why)?: return .unexpectedPass(why)
         default: break
         }
+        // An informational check never fails the run, however it ended (RunSummary counts it so).
+        if informational && verdict.isFailure { return .informational(failureDetails) }
         switch verdict {
         case .pass: return .pass
         case .skip(let reason): return .skip(reason)
-        case .fail(let f): return informational ? .informational(f) : .fail(f)
+        case .fail(let f): return .fail(f)
         case .timeout(let s): return .timeout(s)
         case .crash(let why): return .crash(why)
         }

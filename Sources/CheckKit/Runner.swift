@@ -221,12 +221,14 @@ final class WorkerThread: @unchecked Sendable {
     func join() { if started { pthread_join(thread, nil); started = false } }
 }
 
-/// Totals and the process exit code (kselftest conventions).
+/// Totals and the process exit code (kselftest conventions).  Every check lands in exactly one
+/// count, so the six counts add up to the number of checks that ran.
 public struct RunSummary: Sendable, Equatable {
     public var passed = 0, failed = 0, skipped = 0, informational = 0
-    /// Failures the expectations file lists (not counted in `failed`).
+    /// Failures the expectations file lists (XFAIL): they do not fail the run.
     public var expectedFailures = 0
-    /// Checks the expectations file lists as failing that passed (counted in `failed` too).
+    /// Checks the expectations file lists as failing that passed (XPASS): they fail the run,
+    /// but are not also counted in `failed`.
     public var unexpectedPasses = 0
     public var interruptedBy: String?
 
@@ -235,7 +237,7 @@ public struct RunSummary: Sendable, Equatable {
     public mutating func add(_ r: CheckResult) {
         switch r.expectation {
         case .expectedFailure?: expectedFailures += 1; return
-        case .unexpectedPass?: unexpectedPasses += 1; failed += 1; return
+        case .unexpectedPass?: unexpectedPasses += 1; return
         default: break
         }
         switch r.verdict {
@@ -246,17 +248,21 @@ public struct RunSummary: Sendable, Equatable {
         }
     }
 
-    /// 0: all ran checks passed; 1: any failed; 4: nothing could run (all skipped); 130: interrupted.
+    /// How many checks were counted.
+    public var total: Int { passed + failed + skipped + informational + expectedFailures + unexpectedPasses }
+
+    /// 0: all ran checks passed; 1: any failed or passed unexpectedly; 4: nothing could run (all skipped);
+    /// 130: interrupted.
     public var exitCode: Int32 {
         if interruptedBy != nil { return 130 }
-        if failed > 0 { return 1 }
+        if failed + unexpectedPasses > 0 { return 1 }
         return passed + informational + expectedFailures == 0 ? 4 : 0
     }
 
     public var line: String {
         "\(passed) passed, \(failed) failed, \(skipped) skipped"
             + (expectedFailures > 0 ? ", \(expectedFailures) expected failures" : "")
-            + (unexpectedPasses > 0 ? ", \(unexpectedPasses) unexpected passes" : "")
+            + (unexpectedPasses > 0 ? ", \(unexpectedPasses) unexpected passes (fail the run)" : "")
     }
 }
 

@@ -164,8 +164,9 @@ struct Run: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seconds each check may take before it is killed and reported as TIMEOUT (above 0, at most a day).")
     var timeout: Double = 10
 
-    @Option(name: .customLong("tap-version"), help: "13 (flat, for prove) or 14 (nested subtests).")
-    var tapVersion = 14
+    @Option(name: .customLong("tap-version"),
+            help: "13 (flat; the default, read by prove, tap.py and kunit_parser) or 14 (nested; prove rejects it).")
+    var tapVersion = 13
 
     @Option(help: "Format on stdout: tap (default), ktap, junit or json.")
     var format: OutputFormat = .tap

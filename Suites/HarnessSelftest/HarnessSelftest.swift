@@ -43,6 +43,9 @@ let harnessSelftestSuite = Suite(
             try t.expectEqual(UInt64(1), UInt64(2), "a value that is # not what it should be")
         },
         Check("skips", uapi: []) { _ in throw Skip("KVM_CAP_NOTHING (0) absent") },
+        Check("informational_finding", uapi: [], informational: true) { _ in
+            throw Failure("records a behaviour on purpose", expected: "0x1", observed: "0x2")
+        },
         // Host-setting restore paths, on a stand-in file named by KVMCHECK_HARNESS_SETTING.
         Check("host_setting_changed_then_passes", uapi: [], exclusive: true) { t in try harnessSetting(t).set("1") },
         Check("host_setting_changed_then_fails", uapi: [], exclusive: true) { t in

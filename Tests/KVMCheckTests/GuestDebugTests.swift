@@ -121,7 +121,7 @@ struct GuestDebugSuitesEndToEndTests {
     static let suites = "guest-debug,pvm-guest-debug,blockirq,debug-cr3"
 
     @Test func atLeast40ChecksAndEveryFailureSaysExpectedAndObserved() throws {
-        let r = try kvmcheck(["run", "--suite", Self.suites])
+        let r = try kvmcheck(["run", "--suite", Self.suites, "--tap-version", "14"])
         #expect([0, 1].contains(r.status), "\(r.stderr)")
         let checks = r.lines.filter { $0.hasPrefix("    ok ") || $0.hasPrefix("    not ok ") }
         #expect(checks.count >= 40, "\(checks.count) checks")

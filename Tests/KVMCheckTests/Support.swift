@@ -67,17 +67,13 @@ func temporaryFile(_ text: String, suffix: String = ".tap") throws -> String {
     return path
 }
 
-/// tap.py's verdict on a TAP file: nil when it parsed cleanly, else why not; throws if tap.py is missing.
+/// tap.py's verdict on a TAP file: nil when it parsed cleanly under its own rules and PyYAML loads
+/// every YAML block, else why not (ConsumerTests.swift runs the consumers).
 enum TapPy {
-    static let script = repositoryRoot.appendingPathComponent("Tests/Consumers/validate_tap.py").path
-    static let available: Bool = {
-        guard let python = which("python3") else { return false }
-        return (try? runProcess(python, ["-c", "import tap.parser, more_itertools, yaml"]).status) == 0
-    }()
+    static let available: Bool = Consumers.available(["tappy", "yaml"])
     static let unavailableReason: Comment = "PyPI tap.py[yaml] not importable by python3 (scripts/install-deps installs it)"
 
     static func problems(in tap: String) throws -> String? {
-        let result = try runProcess(which("python3")!, [script, try temporaryFile(tap)])
-        return result.status == 0 ? nil : result.stdout + result.stderr
+        try Consumers.problems(tap, suffix: ".tap", ["tappy", "yaml"])
     }
 }

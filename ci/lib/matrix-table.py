@@ -38,7 +38,7 @@ def from_tap(path, suite):
         status = "pass" if body.startswith("ok ") else "fail"
         if directive.upper().startswith("SKIP"):
             status = "skip"
-        elif directive.startswith("TODO informational"):
+        elif directive.startswith(("XFAIL informational", "TODO informational")):
             status = "informational"
         elif directive.upper().startswith("TIMEOUT"):
             status = "timeout"
