@@ -25,6 +25,7 @@ public final class KTAPReporter: Reporter {
     public func report(_ result: CheckResult, index: Int) {
         let name = ktapDescription(result.name)
         result.notes.forEach { write("  # " + $0) }
+        result.kernelLog.forEach { write("  # kernel: " + $0) }
         switch result.status {
         case .pass:
             write("  ok \(index) \(name)")
@@ -170,7 +171,8 @@ public final class JUnitReporter: DocumentReporter, Reporter {
         case .timeout, .crash:
             body.append("      <error message=\"\(xmlEscape(details.message))\" type=\"\(r.junitType)\">\(text)</error>")
         }
-        if !r.notes.isEmpty { body.append("      <system-out>\(xmlEscape(r.notes.joined(separator: "\n")))</system-out>") }
+        let out = r.notes + (r.kernelLog.isEmpty ? [] : ["kernel log while the check ran:"] + r.kernelLog)
+        if !out.isEmpty { body.append("      <system-out>\(xmlEscape(out.joined(separator: "\n")))</system-out>") }
         return body.isEmpty ? [open + "/>"] : [open + ">"] + body + ["    </testcase>"]
     }
 }
@@ -255,9 +257,11 @@ struct JSONCheck: Codable {
     var message, expected, observed, ioctl, errno, reason: String?
     var notes: [String]
     var milliseconds: Int
+    /// Kernel log lines printed while the check ran.
+    var kernelLog: [String]
 
     init(_ r: CheckResult) {
-        id = r.id; suite = r.suite; name = r.name; notes = r.notes; milliseconds = r.milliseconds
+        id = r.id; suite = r.suite; name = r.name; notes = r.notes; milliseconds = r.milliseconds; kernelLog = r.kernelLog
         switch r.status {
         case .pass: status = "pass"
         case .skip(let why): status = "skip"; reason = why

@@ -66,6 +66,8 @@ public final class TAPReporter: Reporter {
         let number = nested ? index : flatIndex
         let name = escape(nested ? result.name : result.id)
         for note in result.notes { write(indent + "# " + note) }
+        pendingKernelLog = result.kernelLog
+        defer { if !pendingKernelLog.isEmpty { yaml([]) } } // ok/skip: the log gets a YAML block of its own
         switch result.status {
         case .pass:
             write(indent + "ok \(number) - \(name)")
@@ -121,7 +123,12 @@ public final class TAPReporter: Reporter {
         write("1..0 # SKIP \(reason)")
     }
 
+    /// The current result's kernel log lines, added to its YAML block (once).
+    private var pendingKernelLog: [String] = []
+
     private func yaml(_ fields: [(String, String)]) {
+        let fields = fields + (pendingKernelLog.isEmpty ? [] : [("kernel_log", pendingKernelLog.joined(separator: "\n"))])
+        pendingKernelLog = []
         let pad = indent + "  "
         write(pad + "---")
         for (key, value) in fields {

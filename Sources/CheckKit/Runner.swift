@@ -12,6 +12,8 @@ public struct Runner {
     public var timeoutSeconds: Double
     /// Known outcomes on this kernel (--expect).
     public var expectations: Expectations
+    /// What the kernel printed while each check ran (attached to its result; a splat fails it).
+    public var kernelLog: KernelLog = .fromEnvironment()
 
     public init(childExecutable: String, settings: CheckSettings, timeoutSeconds: Double = 10,
                 expectations: Expectations = Expectations()) {
@@ -33,12 +35,14 @@ public struct Runner {
         var blob: [CChar] = []
         for a in args { blob += a.utf8CString }
         var outcome = cproc_outcome()
+        let logStart = kernelLog.mark()
         let rc = cproc_run(blob, blob.count, CInt(args.count), Int(timeoutSeconds * 1000), &outcome)
         defer { cproc_free(&outcome) }
         let resultText = outcome.result.map { String(cString: $0) } ?? ""
         let output = outcome.output.map { String(cString: $0) } ?? ""
+        let logged = kernelLog.lines(after: logStart, through: kernelLog.mark())
         var notes: [String] = []
-        let verdict: Verdict
+        var verdict: Verdict
         if rc < 0 {
             verdict = .crash("could not supervise the child: \(Errno(rawValue: -rc).symbolicName)")
         } else if outcome.spawn_errno != 0 {
@@ -67,9 +71,10 @@ public struct Runner {
             let reason = lines.prefix { !$0.hasPrefix("Current stack trace:") }
             notes += reason.suffix(12).map { "child output: \($0)" }
         }
+        verdict = KernelSplat.judge(verdict, log: logged)
         return CheckResult(id: instance.id, suite: instance.suite.name, name: instance.localName, verdict: verdict,
                            notes: notes, informational: instance.check.informational,
-                           milliseconds: Int(outcome.elapsed_ms))
+                           milliseconds: Int(outcome.elapsed_ms), kernelLog: logged)
     }
 
     /// Runs every selected instance in order, reporting as it goes.  Stops early on SIGINT/SIGTERM.
@@ -78,6 +83,8 @@ public struct Runner {
         // A crashing child should say why in one line, not print a full symbolicated backtrace.
         setenv("SWIFT_BACKTRACE", "enable=no", 0)
         var summary = RunSummary()
+        var header = header
+        if let why = kernelLog.unavailableReason { header.notes.append("kernel log: not attached to results (\(why))") }
         reporter.begin(header: header, plan: plan.map { ($0.0.name, $0.1.count) })
         for (suite, instances) in plan {
             reporter.suiteBegan(suite.name, count: instances.count)
