@@ -57,25 +57,33 @@ public struct Feature: Sendable {
 
     static func rows(_ checks: [CheckRef], levels: [GuestCPL], system: KVMSystem, settings: CheckSettings) -> [CapsRow] {
         let levelBound = checks.contains { if case .notApplicable = $0.check.levels { return false } else { return true } }
+        // Every deciding check runs; the worst outcome decides the row (broken, absent,
+        // precondition failed, untestable here, present), and the checks that passed are named.
+        let rank: [FeatureStatus: Int] = [.broken: 0, .absent: 1, .preconditionFailed: 2, .untestable: 3, .present: 4]
         return (levelBound ? levels.map(Optional.some) : [nil]).map { level in
             var passed: [String] = []
+            var worst: CapsRow?
             for ref in checks {
-                let at = ref.level(for: level)
                 let id = ref.id(for: level)
-                let r = CheckEvaluation.evaluate(ref.check, cpl: at, system: system, settings: settings)
+                let r = CheckEvaluation.evaluate(ref.check, cpl: ref.level(for: level), system: system, settings: settings)
+                let row: CapsRow
                 switch r.outcome {
-                case .pass: passed.append(id)
-                case .fail(let f):
-                    return CapsRow(level: level, status: .broken, decidedBy: id, detail: oneLine(f.message))
+                case .pass: passed.append(id); continue
+                case .fail(let f): row = CapsRow(level: level, status: .broken, decidedBy: id, detail: oneLine(f.message))
                 case .skip(let why) where Skip.isPreconditionFailure(why):
-                    return CapsRow(level: level, status: .preconditionFailed, decidedBy: id, detail: oneLine(why))
+                    row = CapsRow(level: level, status: .preconditionFailed, decidedBy: id, detail: oneLine(why))
                 case .skip(let why) where Skip.isUntestable(why):
-                    return CapsRow(level: level, status: .untestable, decidedBy: id, detail: oneLine(why))
-                case .skip(let why):
-                    return CapsRow(level: level, status: .absent, decidedBy: id, detail: oneLine(why))
+                    row = CapsRow(level: level, status: .untestable, decidedBy: id, detail: oneLine(why))
+                case .skip(let why): row = CapsRow(level: level, status: .absent, decidedBy: id, detail: oneLine(why))
                 }
+                if worst == nil || rank[row.status]! < rank[worst!.status]! { worst = row }
             }
-            return CapsRow(level: level, status: .present, decidedBy: passed.joined(separator: ", "), detail: "passes")
+            guard var row = worst else {
+                let first = (passed.first ?? "") + (passed.count > 1 ? " (+\(passed.count - 1) more)" : "")
+                return CapsRow(level: level, status: .present, decidedBy: first, detail: "passed: " + passed.joined(separator: ", "))
+            }
+            if !passed.isEmpty { row.detail += " (passed: " + passed.joined(separator: ", ") + ")" }
+            return row
         }
     }
 }
