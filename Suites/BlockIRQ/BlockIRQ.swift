@@ -107,18 +107,23 @@ let blockIRQRunningCheck = Check(
     let event = try g.next()
     guard case .sync(1, _) = event else {
         throw Failure("the pending IRQ was delivered while BLOCKIRQ was set (no single-step)",
-                      expected: "ucall SYNC 1 after a 100000-iteration loop with the IRQ held", observed: "\(event)")
+                      expected: "ucall SYNC 1 after a \(loopIterations)-iteration loop with the IRQ held", observed: "\(event)")
     }
     t.verifyEqual(g.exceptionCount, 0, "interrupts the guest's handler took during the loop with BLOCKIRQ set")
     try g.vcpu.setGuestDebug([])
     try expectDeliveredOnceThenDone(t, g)
 }
 
-/// start: a 100000-iteration loop, ucallSync(1), nop1..end, another loop, ucallSync(2), done.
+/// Iterations of each guest loop: long enough for a held IRQ to have been delivered (an
+/// injectable IRQ is delivered at the first instruction boundary), short enough for one
+/// KVM_RUN well inside the watchdog (at CPL0 on kvm_pvm, 100000 took over a second).
+let loopIterations: Int64 = 10_000
+
+/// start: a loop, ucallSync(1), nop0..end, another loop, ucallSync(2), done.
 /// No `sti`/`cli`/port I/O: the same at CPL0 and CPL3.
 func irqWindowPayload(_ a: inout Assembler) {
     a.label("start")
-    a.mov(.rcx, 100_000)
+    a.mov(.rcx, loopIterations)
     a.label("loop1"); a.dec(.rcx); a.jcc(.nz, "loop1")
     a.ucallSync(1)
     a.label("nop0"); a.nop()
@@ -126,7 +131,7 @@ func irqWindowPayload(_ a: inout Assembler) {
     a.label("nop2"); a.nop()
     a.label("nop3"); a.nop()
     a.label("end"); a.nop()
-    a.mov(.rcx, 100_000)
+    a.mov(.rcx, loopIterations)
     a.label("loop2"); a.dec(.rcx); a.jcc(.nz, "loop2")
     a.ucallSync(2)
     a.ucallDone()

@@ -315,10 +315,17 @@ func guestRFLAGS(_ t: CheckContext, entry bits: UInt64) throws -> UInt64 {
     return try g.expectSync(1)[0]
 }
 
-/// Each entry value the VMM sets, read back by the guest: `mask` of what it saw must equal `bits`.
+/// Each entry value the VMM sets: the vCPU holds it (KVM_GET_REGS before KVM_RUN: what KVM
+/// will inject against) and the guest runs with it (its pushfq): `mask` of both must equal `bits`.
 func verifyEntryRFLAGS(_ t: CheckContext, mask: UInt64, _ cases: [(String, UInt64)]) {
     for (name, bits) in cases {
         t.subCase(name) {
+            var options = GuestOptions()
+            options.extraRFLAGS = bits
+            let held = try t.guest(options) { a in a.ucallDone() }.vcpu.regs().rflags
+            t.verify(held & mask == bits, "\(name): KVM_GET_REGS rflags at \(t.cpl) after KVM_SET_REGS(rflags = 0x\(String(0x2 | bits, radix: 16)))",
+                     expected: "0x\(String(bits, radix: 16)) under mask 0x\(String(mask, radix: 16))",
+                     observed: "0x\(String(held, radix: 16)) (masked 0x\(String(held & mask, radix: 16)))")
             let seen = try guestRFLAGS(t, entry: bits)
             t.verify(seen & mask == bits, "\(name): RFLAGS the guest's pushfq saw at \(t.cpl) after KVM_SET_REGS(rflags = 0x\(String(0x2 | bits, radix: 16)))",
                      expected: "0x\(String(bits, radix: 16)) under mask 0x\(String(mask, radix: 16))",

@@ -69,7 +69,7 @@ struct VerdictRunTests {
         #expect(r.status == 1, "\(r.stderr)")
         #expect(!r.stdout.contains("printed before the run"), "lines from before the check started belong to no check")
         #expect(r.stdout.contains("harness line printed while the check ran"), "an ordinary line is attached to its check")
-        X
+        #expect(r.stdout.contains("kvm_arch_vcpu_ioctl_run+0x5a"), "the splat lines are quoted")
         switch format {
         case "tap":
             #expect(r.lines.contains("    not ok 2 - kernel_splats_while_passing"))
