@@ -46,29 +46,73 @@ public enum ChildExecution {
         do { system = try KVMSystem(path: settings.devicePath) } catch {
             return ChildReport(outcome: .skip, reason: "cannot open \(settings.devicePath): \(error.errno?.symbolicName ?? "\(error)")", notes: [])
         }
-        for requirement in instance.check.requirements {
-            if let why = requirement.unmetReason(system) { return ChildReport(outcome: .skip, reason: why, notes: []) }
+        let evaluation = CheckEvaluation.evaluate(instance.check, cpl: instance.cpl, system: system, settings: settings)
+        switch evaluation.outcome {
+        case .pass: return ChildReport(outcome: .pass, notes: evaluation.notes)
+        case .skip(let why): return ChildReport(outcome: .skip, reason: why, notes: evaluation.notes)
+        case .fail(let f): return ChildReport(outcome: .fail, failure: FailureRecord(f), notes: evaluation.notes)
         }
-        let context = CheckContext(system: system, cpl: instance.cpl ?? .cpl0, settings: settings)
-        defer { context.restoreHostSettings() }
-        do {
-            try instance.check.body(context)
-            return ChildReport(outcome: .pass, notes: context.notes)
-        } catch let skip as Skip {
-            return ChildReport(outcome: .skip, reason: skip.reason, notes: context.notes)
-        } catch let failure as Failure {
-            return ChildReport(outcome: .fail, failure: FailureRecord(failure), notes: context.notes)
-        } catch let error as KVMError {
-            return ChildReport(outcome: .fail, failure: FailureRecord(Failure(unexpected: error)), notes: context.notes)
-        } catch let error as GuestError {
-            var failure = Failure("guest: \(error)")
-            if case .unexpectedEvent(let expected, let observed) = error {
-                failure = Failure("guest did not do what the check expected", expected: expected, observed: "\(observed)")
+    }
+}
+
+/// Runs a check body in this process: its requirements, then its preconditions, then the body.
+/// The child runs one this way; `kvmcheck caps` runs a feature's deciding checks this way.
+public enum CheckEvaluation {
+    public enum Outcome: Sendable, Equatable {
+        case pass
+        case skip(String)
+        case fail(Failure)
+    }
+
+    public struct Result: Sendable {
+        public var outcome: Outcome
+        public var notes: [String]
+    }
+
+    /// Preconditions are evaluated here, in the same process and on the same kernel, right
+    /// before the body: the verdict does not depend on which checks a run selected or in
+    /// which order (or in parallel) the runner started them.  Each costs one extra run of
+    /// its body (a few ms: see the note each passing precondition leaves).
+    public static func evaluate(_ check: Check, cpl: GuestCPL?, system: KVMSystem, settings: CheckSettings,
+                                depth: Int = 0) -> Result {
+        for requirement in check.requirements {
+            if let why = requirement.unmetReason(system) { return Result(outcome: .skip(why), notes: []) }
+        }
+        var notes: [String] = []
+        for ref in check.preconditions {
+            let id = ref.id(for: cpl)
+            guard depth < 4 else { return Result(outcome: .fail(Failure("precondition chain too deep at \(id)")), notes: notes) }
+            let start = monotonicMilliseconds()
+            let pre = evaluate(ref.check, cpl: ref.level(for: cpl), system: system, settings: settings, depth: depth + 1)
+            let ms = monotonicMilliseconds() - start
+            switch pre.outcome {
+            case .pass:
+                notes.append("precondition \(id) holds (checked in \(ms) ms)")
+            case .skip(let why):
+                return Result(outcome: .skip("precondition not met: \(id): skipped: \(oneLine(why))"), notes: notes)
+            case .fail(let f):
+                return Result(outcome: .skip(Skip.preconditionPrefix + "\(id): \(oneLine(f.message))"), notes: notes)
             }
-            return ChildReport(outcome: .fail, failure: FailureRecord(failure), notes: context.notes)
-        } catch {
-            return ChildReport(outcome: .fail, failure: FailureRecord(Failure("unexpected error: \(error)")), notes: context.notes)
         }
+        let context = CheckContext(system: system, cpl: cpl ?? .cpl0, settings: settings)
+        defer { context.restoreHostSettings() }
+        var thrown: Failure?
+        do {
+            try check.body(context)
+        } catch let skip as Skip {
+            if let f = context.conclude(thrown: nil) { return Result(outcome: .fail(f), notes: notes + context.notes) }
+            return Result(outcome: .skip(skip.reason), notes: notes + context.notes)
+        } catch {
+            thrown = CheckContext.failure(from: error)
+        }
+        if let f = context.conclude(thrown: thrown) { return Result(outcome: .fail(f), notes: notes + context.notes) }
+        return Result(outcome: .pass, notes: notes + context.notes)
+    }
+
+    static func monotonicMilliseconds() -> Int {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
     }
 }
 

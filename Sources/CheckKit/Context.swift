@@ -60,6 +60,62 @@ public final class CheckContext {
     /// A diagnostic line that appears in the report whatever the verdict.
     public func note(_ line: String) { notes.append(line) }
 
+    // MARK: record-and-continue (kselftest EXPECT_*): every sub-case is evaluated, every
+    // mismatch reported in one failure block when the check ends.  The `expect*` family
+    // below stops the check at the first mismatch (kselftest ASSERT_*): use it for setup a
+    // later step cannot do without.
+
+    private var subCases = 0
+    private var mismatches: [Failure] = []
+
+    /// Records a mismatch and carries on.
+    public func verify(_ condition: Bool, _ what: @autoclosure () -> String, expected: @autoclosure () -> String,
+                       observed: @autoclosure () -> String) {
+        subCases += 1
+        if !condition { mismatches.append(Failure(what(), expected: expected(), observed: observed())) }
+    }
+
+    public func verifyEqual<T: Equatable>(_ observed: T, _ expected: T, _ what: @autoclosure () -> String) {
+        verify(observed == expected, what(), expected: describe(expected), observed: describe(observed))
+    }
+
+    /// Runs one sub-case; a failure it throws (an unexpected exit, an ioctl error, a stopping
+    /// `expect`) is recorded under `name` and the check goes on with the next sub-case.
+    public func subCase(_ name: @autoclosure () -> String, _ body: () throws -> Void) {
+        subCases += 1
+        do { try body() } catch {
+            var f = Self.failure(from: error)
+            f.message = "\(name()): \(f.message)"
+            mismatches.append(f)
+        }
+    }
+
+    /// The recorded mismatches (and a failure that ended the body, if any) as one failure.
+    func conclude(thrown: Failure?) -> Failure? {
+        let all = mismatches + (thrown.map { [$0] } ?? [])
+        guard all.count > 1 else { return all.first }
+        let total = max(subCases, all.count)
+        return Failure("\(all.count) of \(total) sub-cases failed: " + all.map(\.message).joined(separator: "; "),
+                       expected: all.map { "- \($0.message): \($0.expected ?? "-")" }.joined(separator: "\n"),
+                       observed: all.map { "- \($0.message): \($0.observed ?? "-")" }.joined(separator: "\n"),
+                       ioctl: all.compactMap(\.ioctl).first, errno: all.compactMap(\.errno).first)
+    }
+
+    /// Any error a check body can throw, as the failure it reports.
+    static func failure(from error: any Error) -> Failure {
+        switch error {
+        case let f as Failure: return f
+        case let e as KVMError: return Failure(unexpected: e)
+        case let e as GuestError:
+            if case .unexpectedEvent(let expected, let observed) = e {
+                return Failure("guest did not do what the check expected", expected: expected, observed: "\(observed)")
+            }
+            return Failure("guest: \(e)")
+        case let s as Skip: return Failure("sub-case could not run: \(s.reason)")
+        default: return Failure("unexpected error: \(error)")
+        }
+    }
+
     // MARK: expectations (each throws a Failure that says what was expected and what was seen)
 
     public func expect(_ condition: Bool, _ what: @autoclosure () -> String, expected: @autoclosure () -> String,

@@ -27,6 +27,7 @@ public final class KTAPReporter: Reporter {
     public func report(_ result: CheckResult, index: Int) {
         let name = ktapDescription(result.name)
         result.notes.forEach { write("  " + tapComment($0)) }
+        result.kernelLog.forEach { write("  " + tapComment("kernel: " + $0)) }
         switch result.status {
         case .pass:
             write("  ok \(index) \(name)")
@@ -179,7 +180,8 @@ public final class JUnitReporter: DocumentReporter, Reporter {
         case .timeout, .crash:
             body.append(element("error", type: r.junitType, message: details.message, body: text(details.message)))
         }
-        if !r.notes.isEmpty { body.append("<system-out>\(xmlEscape(r.notes.joined(separator: "\n")))</system-out>") }
+        let out = r.notes + (r.kernelLog.isEmpty ? [] : ["kernel log while the check ran:"] + r.kernelLog)
+        if !out.isEmpty { body.append("<system-out>\(xmlEscape(out.joined(separator: "\n")))</system-out>") }
         return body.isEmpty ? [open + "/>"] : [open + ">"] + body.map { "      " + $0 } + ["    </testcase>"]
     }
 
@@ -279,9 +281,11 @@ struct JSONCheck: Codable {
     var message, expected, observed, ioctl, errno, reason: String?
     var notes: [String]
     var milliseconds: Int
+    /// Kernel log lines printed while the check ran.
+    var kernelLog: [String]
 
     init(_ r: CheckResult) {
-        id = r.id; suite = r.suite; name = r.name; notes = r.notes; milliseconds = r.milliseconds
+        id = r.id; suite = r.suite; name = r.name; notes = r.notes; milliseconds = r.milliseconds; kernelLog = r.kernelLog
         switch r.status {
         case .pass: status = "pass"
         case .skip(let why): status = "skip"; reason = why
@@ -342,3 +346,6 @@ public final class ReportFile: @unchecked Sendable {
         fflush(file)
     }
 }
+
+/// A message folded onto one line (for a SKIP reason or a caps cell built from a failure).
+func oneLine(_ s: String) -> String { s.replacing("\n", with: " ") }

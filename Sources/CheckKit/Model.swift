@@ -36,14 +36,44 @@ public struct Check: Sendable {
     public let levels: PrivilegeLevels
     /// Informational checks record behaviour and never fail the run.
     public let informational: Bool
+    /// Behaviours the check relies on but does not test, each covered by a check of its own.
+    /// When one fails on the running kernel this check is SKIP "precondition failed: <id>: …"
+    /// and the precondition's own check carries the `not ok`.
+    public let preconditions: [CheckRef]
     /// Runs with no other check at the same time (it changes host state others could see).
     public let exclusive: Bool
     public let body: @Sendable (CheckContext) throws -> Void
 
-    public init(_ name: String, uapi: [String], requires: [Requirement] = [], levels: PrivilegeLevels = .notApplicable,
+    public init(_ name: String, uapi: [String], requires: [Requirement] = [], preconditions: [CheckRef] = [],
+                levels: PrivilegeLevels = .notApplicable,
                 informational: Bool = false, exclusive: Bool = false, _ body: @escaping @Sendable (CheckContext) throws -> Void) {
-        self.name = name; self.uapi = uapi; self.requirements = requires; self.levels = levels
-        self.informational = informational; self.exclusive = exclusive; self.body = body
+        self.name = name; self.uapi = uapi; self.requirements = requires; self.preconditions = preconditions
+        self.levels = levels; self.informational = informational; self.exclusive = exclusive; self.body = body
+    }
+}
+
+/// A typed reference to a check in a suite (a precondition, or a `caps` row's deciding check).
+/// The check value itself is held, so a precondition is evaluated without looking anything up;
+/// the suite name only forms its id (a test holds every reference to a registered check).
+public struct CheckRef: Sendable {
+    public let suite: String
+    public let check: Check
+
+    public init(_ suite: String, _ check: Check) { self.suite = suite; self.check = check }
+
+    /// The level the referenced check runs at for a dependent at `cpl`: the same level when
+    /// it runs at both, its only level otherwise, none when it has no guest.
+    public func level(for cpl: GuestCPL?) -> GuestCPL? {
+        switch check.levels {
+        case .both: return cpl ?? .cpl0
+        case .only(let l): return l
+        case .notApplicable: return nil
+        }
+    }
+
+    /// The id of the instance a dependent at `cpl` relies on.
+    public func id(for cpl: GuestCPL?) -> String {
+        "\(suite)/\(check.name)" + (level(for: cpl).map { "/cpl\($0.rawValue)" } ?? "")
     }
 }
 
@@ -100,6 +130,18 @@ public struct Failure: Error, Sendable, Equatable {
 public struct Skip: Error, Sendable, Equatable {
     public let reason: String
     public init(_ reason: String) { self.reason = reason }
+
+    static let untestablePrefix = "cannot be observed here: "
+    static let preconditionPrefix = "precondition failed: "
+
+    /// The check's observation has no positive control on this kernel: it could not have seen
+    /// the opposite of what it asserts, so it makes no claim (`caps`: "untestable here").
+    public static func cannotObserve(_ why: String) -> Skip { Skip(untestablePrefix + why) }
+
+    /// Whether a skip reason says the subject cannot be observed here.
+    public static func isUntestable(_ reason: String) -> Bool { reason.hasPrefix(untestablePrefix) }
+    /// Whether a skip reason names a failed precondition check.
+    public static func isPreconditionFailure(_ reason: String) -> Bool { reason.hasPrefix(preconditionPrefix) }
 }
 
 /// A finished check instance.
@@ -114,11 +156,14 @@ public struct CheckResult: Sendable, Equatable {
     public let milliseconds: Int
     /// Set when an expectations file (--expect) names this check.
     public var expectation: ExpectationOutcome?
+    /// Kernel log lines printed while the check ran (see KernelLog).
+    public var kernelLog: [String]
 
     public init(id: String, suite: String, name: String, verdict: Verdict, notes: [String], informational: Bool,
-                milliseconds: Int, expectation: ExpectationOutcome? = nil) {
+                milliseconds: Int, expectation: ExpectationOutcome? = nil, kernelLog: [String] = []) {
         self.id = id; self.suite = suite; self.name = name; self.verdict = verdict; self.notes = notes
         self.informational = informational; self.milliseconds = milliseconds; self.expectation = expectation
+        self.kernelLog = kernelLog
     }
 
     /// Whether this result fails the run: a real failure nobody expected, or an unexpected pass.

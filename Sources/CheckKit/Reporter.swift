@@ -73,6 +73,8 @@ public final class TAPReporter: Reporter {
         let number = nested ? index : flatIndex
         let name = tapDescription(nested ? result.name : result.id)
         for note in result.notes { write(indent + tapComment(note)) }
+        pendingKernelLog = result.kernelLog
+        defer { if !pendingKernelLog.isEmpty { yaml([]) } } // ok/skip: the log gets a YAML block of its own
         switch result.status {
         case .pass:
             write(indent + "ok \(number) - \(name)")
@@ -115,7 +117,12 @@ public final class TAPReporter: Reporter {
         header?.lines.forEach { write(tapComment($0)) }
     }
 
+    /// The current result's kernel log lines, added to its YAML block (once).
+    private var pendingKernelLog: [String] = []
+
     private func yaml(_ fields: [(String, String)]) {
+        let fields = fields + (pendingKernelLog.isEmpty ? [] : [("kernel_log", pendingKernelLog.joined(separator: "\n"))])
+        pendingKernelLog = []
         let pad = indent + "  "
         write(pad + "---")
         for (key, value) in fields { write(pad + "\(key): \(yamlQuote(value))") }

@@ -14,6 +14,8 @@ public struct Runner: Sendable {
     public var expectations: Expectations
     /// How many check children may run at once (exclusive checks always run alone).
     public var jobs: Int
+    /// What the kernel printed while each check ran (attached to its result; a splat fails it).
+    public var kernelLog: KernelLog = .fromEnvironment()
 
     public init(childExecutable: String, settings: CheckSettings, timeoutSeconds: Double = 10,
                 expectations: Expectations = Expectations(), jobs: Int = 1) {
@@ -50,12 +52,14 @@ public struct Runner: Sendable {
         var blob: [CChar] = []
         for a in args { blob += a.utf8CString }
         var outcome = cproc_outcome()
+        let logStart = kernelLog.mark()
         let rc = cproc_run(blob, blob.count, CInt(args.count), Int(timeoutSeconds * 1000), &outcome)
         defer { cproc_free(&outcome) }
         let resultText = outcome.result.map { String(cString: $0) } ?? ""
         let output = outcome.output.map { String(cString: $0) } ?? ""
+        let logged = kernelLog.lines(after: logStart, through: kernelLog.mark())
         var notes: [String] = []
-        let verdict: Verdict
+        var verdict: Verdict
         if rc < 0 {
             verdict = .crash("could not supervise the child: \(Errno(rawValue: -rc).symbolicName)")
         } else if outcome.spawn_errno != 0 {
@@ -84,9 +88,13 @@ public struct Runner: Sendable {
             let reason = lines.prefix { !$0.hasPrefix("Current stack trace:") }
             notes += reason.suffix(12).map { "child output: \($0)" }
         }
+        if jobs > 1 && !logged.isEmpty {
+            notes.append("kernel log: up to \(jobs) checks ran at once (--jobs \(jobs)); a line here may be another check's")
+        }
+        verdict = KernelSplat.judge(verdict, log: logged)
         return CheckResult(id: instance.id, suite: instance.suite.name, name: instance.localName, verdict: verdict,
                            notes: notes, informational: instance.check.informational,
-                           milliseconds: Int(outcome.elapsed_ms))
+                           milliseconds: Int(outcome.elapsed_ms), kernelLog: logged)
     }
 
     /// Runs every selected instance, `jobs` at a time, and reports the results in check order as
@@ -108,6 +116,8 @@ public struct Runner: Sendable {
             }
         }
         var summary = RunSummary()
+        var header = header
+        if let why = kernelLog.unavailableReason { header.notes.append("kernel log: not attached to results (\(why))") }
         reporter.begin(header: header, plan: plan.map { ($0.0.name, $0.1.count) })
         var index = 0
         reporting: for (suite, suiteInstances) in plan {

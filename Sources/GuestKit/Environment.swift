@@ -44,7 +44,7 @@ public enum GuestEnvironment {
         let low = limit | (base & 0xFFFFFF) << 16 | UInt64(0x89) << 40 | (base >> 24 & 0xFF) << 56
         memory.store(low, at: GuestLayout.gdt + 0x28)
         memory.store(base >> 32, at: GuestLayout.gdt + 0x30)
-        // TSS: RSP0 for ring 3 → 0 transitions; no I/O bitmap (IOPL governs port access).
+        // TSS: RSP0 for ring 3 → 0 transitions; no I/O bitmap: CPL3 payloads do no port I/O.
         memory.fill(0, at: GuestLayout.tss, count: 0x68)
         memory.store(GuestLayout.kernelStackTop, at: GuestLayout.tss + 4)
         memory.store(UInt16(0x68), at: GuestLayout.tss + 0x66)

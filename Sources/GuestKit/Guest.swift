@@ -10,8 +10,14 @@ public struct GuestOptions: Sendable {
     public var supportedCPUID = true
     /// Edits the CPUID table before KVM_SET_CPUID2 (e.g. to hide a feature from the vCPU).
     public var editCPUID: (@Sendable (inout [kvm_cpuid_entry2]) -> Void)?
-    /// Extra RFLAGS bits at entry (e.g. IF).  IOPL=3 is always set at CPL3 so ucalls work there.
+    /// RFLAGS bits the VMM sets with KVM_SET_REGS at entry, besides the fixed bit 1 (e.g. IF).
+    /// None by default, at either level: no IOPL, so CPL3 payloads use no port I/O, `cli` or
+    /// `sti` and depend on no backend honouring an IOPL the VMM set (ucalls are MMIO).  That
+    /// the guest runs with exactly these bits is a check of its own (guest-debug/vmm_rflags_*).
     public var extraRFLAGS: UInt64 = 0
+    /// The page-table root the guest boots with (an identity map is built there).  Checks
+    /// that look for a CR3 value pick one no other check uses, never the default.
+    public var pageTableRoot: UInt64 = GuestLayout.pml4
     /// Extra CR4 bits at entry (e.g. PCIDE).
     public var extraCR4: UInt64 = 0
     /// Each KVM_RUN must return within this long, or the run fails with a watchdog error.
@@ -117,12 +123,15 @@ public final class Guest {
         }
 
         try GuestEnvironment.install(in: memory)
+        if options.pageTableRoot != GuestLayout.pml4 { GuestEnvironment.installPageTables(in: memory, root: options.pageTableRoot) }
         memory.write(program.bytes, at: GuestLayout.code)
-        try vcpu.setSregs(GuestEnvironment.longModeSregs(base: vcpu.sregs(), cpl: cpl, extraCR4: options.extraCR4))
+        var sregs = GuestEnvironment.longModeSregs(base: try vcpu.sregs(), cpl: cpl, extraCR4: options.extraCR4)
+        sregs.cr3 = options.pageTableRoot
+        try vcpu.setSregs(sregs)
         var regs = kvm_regs()
         regs.rip = GuestLayout.code
         regs.rsp = cpl == .cpl0 ? GuestLayout.kernelStackTop : GuestLayout.userStackTop
-        regs.rflags = 0x2 | (cpl == .cpl3 ? 0x3000 : 0) | options.extraRFLAGS
+        regs.rflags = 0x2 | options.extraRFLAGS
         try vcpu.setRegs(regs)
     }
 

@@ -60,31 +60,28 @@ extension KernelDoubles {
 
     static let mutants: [KernelDouble] = [
         .mutant("blockirq-ignored", "KVM_GUESTDBG_BLOCKIRQ accepted but ignored: IRQs are injected while stepping",
-                kills: ["blockirq/steps_land_on_next_instruction/*", "blockirq/irq_delivered_after_blockirq_cleared/*"]) { call, forward in
+                kills: blockIRQChecks) { call, forward in
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) { dbg.pointee.control &= ~blockIRQBit }
             return forward(call)
         },
         .mutant("blockirq-rejected", "KVM_SET_GUEST_DEBUG refuses BLOCKIRQ with EINVAL although GUEST_DEBUG2 advertises it",
-                kills: ["guest-debug/advertised_flags_accepted", "blockirq/*"]) { call, forward in
+                kills: ["guest-debug/advertised_flags_accepted", "blockirq/kvm_interrupt_with_userspace_irqchip/*"] + blockIRQChecks) { call, forward in
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self),
                dbg.pointee.control & blockIRQBit != 0 { return -Int(EINVAL) }
             return forward(call)
         },
         .afterRun("debug-pc-off-by-one", "kvm_debug_exit_arch.pc reports the byte after the right address",
                   kills: ["guest-debug/single_step_stops_after_each_instruction/*", "guest-debug/hw_*", "guest-debug/sw_breakpoint_*",
-                          "blockirq/steps_land_on_next_instruction/*", "blockirq/irq_delivered_after_blockirq_cleared/*",
                           "pvm-guest-debug/host_single_step_takes_guest_db/*"]) { _, run in
             if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.pc &+= 1 }
-        },
+        }.withGaps(singleStepDependents + hwBreakpointDependents),
         .afterRun("debug-dr6-status-lost", "kvm_debug_exit_arch.dr6 loses its status bits (B0-B3, BD, BS)",
                   kills: ["guest-debug/single_step_stops_after_each_instruction/*", "guest-debug/hw_*",
-                          "blockirq/steps_land_on_next_instruction/*", "blockirq/irq_delivered_after_blockirq_cleared/*",
                           "pvm-guest-debug/host_single_step_takes_guest_db/*"]) { _, run in
             if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.dr6 = 0xFFFF_0FF0 }
-        },
+        }.withGaps(singleStepDependents + hwBreakpointDependents),
         .mutant("single-step-dropped", "the second single-step #DB of each vCPU is dropped (the vCPU runs on to the next one)",
-                kills: ["guest-debug/single_step_stops_after_each_instruction/*", "blockirq/steps_land_on_next_instruction/*",
-                        "blockirq/irq_delivered_after_blockirq_cleared/*"]) { call, forward in
+                kills: ["guest-debug/single_step_stops_after_each_instruction/*"]) { call, forward in
             var r = forward(call)
             if call.isRun, r >= 0, let run = call.run, run.pointee.exit_reason == exitDebug, run.pointee.debug.arch.dr6 & (1 << 14) != 0 {
                 let key = "steps@\(call.fd)"
@@ -92,7 +89,40 @@ extension KernelDoubles {
                 if DoubleState.counters[key] == 2 { r = forward(call) }
             }
             return r
+        }.withGaps(singleStepDependents),
+        .mutant("single-step-lost-after-io", "the single-step #DB after an instruction that exited to userspace (KVM_EXIT_IO) is dropped",
+                kills: ["guest-debug/single_step_over_userspace_exit/*"]) { call, forward in
+            var r = forward(call)
+            guard call.isRun, r >= 0, let run = call.run else { return r }
+            let key = "after-io@\(call.fd)"
+            if run.pointee.exit_reason == UInt32(KVM_EXIT_IO) { DoubleState.values[key] = 1; return r }
+            if DoubleState.values[key] == 1, run.pointee.exit_reason == exitDebug, run.pointee.debug.arch.dr6 & (1 << 14) != 0 {
+                DoubleState.values[key] = nil
+                r = forward(call)
+            }
+            return r
         },
+        .afterRun("debug-exit-dr7-reset", "kvm_debug_exit_arch.dr7 reports the reset value 0x400, not the debugreg[7] userspace set",
+                  kills: ["guest-debug/debug_exit_dr7_equals_debugreg7/*"]) { _, run in
+            if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.dr7 = 0x400 }
+        },
+        .mutant("vmm-rflags-dropped", "KVM_SET_REGS drops the RFLAGS bits the VMM sets at entry (IF, IOPL): the guest runs with them clear",
+                kills: ["guest-debug/vmm_rflags_if_set_reaches_guest/*", "guest-debug/vmm_rflags_iopl_reaches_guest/*"]) { call, forward in
+            if call.request == CKVM_REQ_SET_REGS, let regs = call.arg(as: kvm_regs.self) { regs.pointee.rflags &= ~UInt64(0x3200) }
+            return forward(call)
+        }.withGaps(["blockirq/*", "guest-debug/vmm_rflags_if_clear_reaches_guest/*"]),
+        .mutant("vmm-rflags-if-forced", "KVM_SET_REGS runs the guest with IF=1 whatever the VMM set",
+                kills: ["guest-debug/vmm_rflags_if_clear_reaches_guest/*"]) { call, forward in
+            if call.request == CKVM_REQ_SET_REGS, let regs = call.arg(as: kvm_regs.self) { regs.pointee.rflags |= 0x200 }
+            return forward(call)
+        },
+        .mutant("lapic-irr-dropped", "KVM_SET_LAPIC drops the pending interrupts (IRR) userspace set",
+                kills: ["blockirq/pending_lapic_irq_delivered_without_blockirq/*"]) { call, forward in
+            if call.request == kvmSetLAPIC, let page = call.arg {
+                for i in 0..<8 { (page + 0x200 + 0x10 * i).storeBytes(of: UInt32(0), as: UInt32.self) }
+            }
+            return forward(call)
+        }.withGaps(["blockirq/*"]),
         .mutant("inject-ignored", "KVM_GUESTDBG_INJECT_BP/INJECT_DB accepted but nothing is injected",
                 kills: ["guest-debug/inject_*", "guest-debug/second_injection_before_delivery"]) { call, forward in
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) {
@@ -102,10 +132,11 @@ extension KernelDoubles {
         },
         .mutant("guest-debug-disable-ignored", "KVM_SET_GUEST_DEBUG with control 0 is a no-op: debugging stays on",
                 kills: ["guest-debug/disabling_guest_debug_stops_exits/*", "guest-debug/single_step_tf_hidden/*",
-                        "guest-debug/hw_*", "blockirq/irq_delivered_after_blockirq_cleared/*"]) { call, forward in
+                        "guest-debug/hw_*", "blockirq/irq_delivered_after_blockirq_cleared/*",
+                        "blockirq/irq_held_while_running_with_blockirq/*"]) { call, forward in
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self), dbg.pointee.control == 0 { return 0 }
             return forward(call)
-        },
+        }.withGaps(hwBreakpointDependents),
         .mutant("host-dr7-leaks", "KVM_GET_DEBUGREGS reports the host's (KVM_SET_GUEST_DEBUG) DR7 instead of the guest's",
                 kills: ["pvm-guest-debug/host_dr7_hidden_from_guest/*"]) { call, forward in
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) {
@@ -239,7 +270,9 @@ extension KernelDoubles {
             return forward(call)
         },
         .mutant("reg-list-lists-ssp", "KVM_GET_REG_LIST lists KVM_REG_GUEST_SSP although the vCPU has no SHSTK",
-                kills: ["one-reg/guest_ssp_absent_without_shstk", "one-reg/reg_list_entries_readable"]) { call, forward in
+                kills: ["one-reg/guest_ssp_absent_without_shstk", "one-reg/reg_list_entries_readable"],
+                // A listed register is the positive control the E2BIG check lacks on a kernel with an empty list.
+                makesObservable: ["one-reg/reg_list_short_buffer_e2big_with_count"]) { call, forward in
             guard call.request == CKVM_REQ_GET_REG_LIST, let list = call.arg(as: kvm_reg_list.self) else { return forward(call) }
             let room = list.pointee.n
             list.pointee.n = 1
@@ -277,6 +310,18 @@ extension KernelDoubles {
             }
             return r
         },
+        .mutant("debugctl-writes-dropped", "KVM_SET_MSRS / KVM_SET_ONE_REG accept every DEBUGCTL write (without bit 14) and keep nothing",
+                kills: []) { call, forward in
+            let debugCtl: UInt32 = 0x1D9, bit14: UInt64 = 1 << 14
+            if call.request == CKVM_REQ_SET_MSRS {
+                forEachMSR(call) { index, data in if index == debugCtl && data.pointee & bit14 == 0 { data.pointee = 0 } }
+            }
+            if call.request == CKVM_REQ_SET_ONE_REG, let reg = call.arg(as: kvm_one_reg.self), reg.pointee.id == ckvm_x86_reg_msr(debugCtl),
+               let value = UnsafeMutablePointer<UInt64>(bitPattern: UInt(reg.pointee.addr)), value.pointee & bit14 == 0 {
+                return 0
+            }
+            return forward(call)
+        }.withGaps(["debugctl/guest_rdmsr_hides_freeze_in_smm/*", "debugctl/host_views_never_show_freeze_in_smm"]),
         .mutant("debugctl-legacy-bits-rejected", "KVM_SET_MSRS refuses DEBUGCTL.BTF/LBR instead of tolerating them (legacy ABI broken)",
                 kills: ["debugctl/legacy_btf_lbr_accepted_and_views_agree/*"]) { call, forward in
             var refuse = false
@@ -316,6 +361,29 @@ extension KernelDoubles {
             return d
         }(),
     ]
+}
+
+/// The BLOCKIRQ checks proper (the LAPIC control is not one: it runs without BLOCKIRQ).
+let blockIRQChecks = ["blockirq/steps_land_on_next_instruction/*", "blockirq/irq_delivered_after_blockirq_cleared/*",
+                      "blockirq/irq_held_while_running_with_blockirq/*"]
+/// Checks with guest-debug/single_step_stops_after_each_instruction as a precondition: a mutant
+/// that breaks single-step makes them SKIP naming it (the precondition check carries the not ok).
+let singleStepDependents = ["guest-debug/single_step_over_userspace_exit/*", "guest-debug/single_step_tf_hidden/*",
+                            "blockirq/steps_land_on_next_instruction/*", "blockirq/irq_delivered_after_blockirq_cleared/*",
+                            "blockirq/kvm_interrupt_with_userspace_irqchip/*"]
+/// Checks with guest-debug/hw_execute_breakpoint_dr0_to_dr3 as a precondition.
+let hwBreakpointDependents = ["guest-debug/debug_exit_dr7_equals_debugreg7/*"]
+/// KVM_SET_LAPIC = _IOW(KVMIO, 0x8f, struct kvm_lapic_state[1024 bytes]) (the C shim names no constant for it).
+let kvmSetLAPIC: UInt = 0x4400_AE8F
+
+extension KernelDouble {
+    /// The same double, with checks that may turn SKIP (a failed precondition, or a feature made
+    /// indistinguishable from absent) instead of keeping their verdict.
+    func withGaps(_ ids: [String]) -> KernelDouble {
+        var d = self
+        d.becomesGap += ids
+        return d
+    }
 }
 
 /// Visits the entries of a struct kvm_msrs argument (KVM_GET_MSRS / KVM_SET_MSRS).

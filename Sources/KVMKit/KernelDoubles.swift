@@ -33,6 +33,9 @@ public struct KernelDouble: Sendable {
     /// Checks whose feature the mutant makes indistinguishable from absent: they may turn
     /// SKIP (a gap) instead of `not ok`; another check must still kill the mutant.
     public var becomesGap: [String] = []
+    /// Checks that cannot be observed on a kernel without what the double fakes (SKIP "cannot be
+    /// observed here") and may get a verdict under it: the double is their positive control.
+    public var makesObservable: [String] = []
     let handle: @Sendable (IoctlCall, (IoctlCall) -> Int) -> Int
 }
 
@@ -104,8 +107,11 @@ func realIoctl<T>(_ fd: CInt, _ request: UInt, _ value: inout T) -> Int {
 
 extension KernelDouble {
     static func mutant(_ name: String, _ summary: String, kills: [String], requires: [String] = [],
+                       makesObservable: [String] = [],
                        _ handle: @escaping @Sendable (IoctlCall, (IoctlCall) -> Int) -> Int) -> KernelDouble {
-        KernelDouble(name: name, kind: .mutant, summary: summary, kills: kills, requires: requires, handle: handle)
+        var d = KernelDouble(name: name, kind: .mutant, summary: summary, kills: kills, requires: requires, handle: handle)
+        d.makesObservable = makesObservable
+        return d
     }
 
     static func model(_ name: String, _ summary: String,

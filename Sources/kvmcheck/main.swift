@@ -366,19 +366,16 @@ struct Caps: ParsableCommand {
         }
         if let doubles = activateKernelDoubles(device.settings) { emit(doubles) }
         let rows = SuiteRegistry.all().flatMap { suite in suite.features.map { (suite.name, $0) } }
-        var table = [["uAPI", "advertised by", "cap", "probe", "status", "suite"]]
+        // One row per uAPI and level, decided by the checks whose subject it is (run in-process
+        // with their preconditions); "decided by" names the check, so the row can be reproduced.
+        var table = [["uAPI", "CPL", "advertised by", "cap", "status", "decided by", "suite", "detail"]]
         for (suite, feature) in rows {
             let advertised = feature.advertised(system, device.settings)
-            let probe = feature.probe(system, device.settings)
-            let status = FeatureStatus.of(advertised: advertised, probe: probe)
             let cap = advertised.map { $0 ? "yes" : "no" } ?? "n/a"
-            let seen: String
-            switch probe {
-            case .works(let d): seen = "works: \(d)"
-            case .absent(let d): seen = "absent: \(d)"
-            case .misbehaves(let d): seen = "MISBEHAVES: \(d)"
+            for row in feature.rows(system: system, settings: device.settings) {
+                table.append([feature.name, row.level.map { "\($0.rawValue)" } ?? "-", feature.advertisement, cap,
+                              row.status.rawValue, row.decidedBy, suite, row.detail])
             }
-            table.append([feature.name, feature.advertisement, cap, seen, status.rawValue, suite])
         }
         let widths = (0..<table[0].count).map { c in table.map { $0[c].count }.max() ?? 0 }
         for row in table {

@@ -5,9 +5,11 @@ import KVMKit
 import X86Asm
 
 // KVM_GUESTDBG_BLOCKIRQ (5.15, seed 001): while set, KVM injects no new IRQ/NMI/SMI, so a
-// single-step over `sti` lands on the next instruction instead of in the IRQ handler.
-// Every check first runs the control without BLOCKIRQ: if the pending IRQ is not delivered
-// there, the setup is broken and BLOCKIRQ gets no credit.
+// single-step lands on the next instruction instead of in the IRQ handler.
+// The guest enters with IF=1 set by the VMM (no `sti`, whose behaviour at CPL3 depends on IOPL)
+// and vector 0xAA pending in the in-kernel LAPIC.  That the IRQ is delivered without BLOCKIRQ
+// is a check of its own (pending_lapic_irq_delivered_without_blockirq), a precondition of
+// every BLOCKIRQ check, as are IF reaching the guest and single-step at that CPL.
 
 @section("kvmcheck_suites") @used
 let blockIRQEntry: SuiteEntryPoint = { registerSuite(blockIRQSuite) }
@@ -17,31 +19,45 @@ let needsBlockIRQ = Requirement.capability(.setGuestDebug2, includes: UInt64(Gue
                                            named: "KVM_GUESTDBG_BLOCKIRQ")
 /// The pending interrupt (as in the upstream selftest).
 let pendingVector = 0xAA
+let rflagsIF: UInt64 = 1 << 9
+
+let ifReachesGuest = CheckRef("guest-debug", vmmRFLAGSIFSetCheck)
+let singleStepWorks = CheckRef("guest-debug", singleStepCheck)
+
+/// The control every BLOCKIRQ check relies on: with IF=1 at entry, the LAPIC's pending vector
+/// is delivered before the first instruction, exactly once.
+let lapicIRQDeliveredCheck = Check(
+    "pending_lapic_irq_delivered_without_blockirq", uapi: ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC", "KVM_SET_REGS"],
+    requires: [.capability(.irqchip)], preconditions: [ifReachesGuest], levels: .both) { t in
+    let g = try pendingIRQGuest(t)
+    let event = try g.next()
+    guard case .exception(let e) = event, e.vector == UInt64(pendingVector) else {
+        throw t.unexpected(event, expected: "vector 0x\(String(pendingVector, radix: 16)) delivered at entry (IF=1, IRR set with KVM_SET_LAPIC)")
+    }
+    t.verify((g.address("start")..<g.address("nop0")).contains(e.rip), "RIP in the interrupt frame (delivered at entry, not after the loop)",
+             expected: "in the first loop, from \(g.describe(address: g.address("start")))", observed: g.describe(address: e.rip))
+    try g.expectSync(1)
+    try g.expectSync(2)
+    t.verifyEqual(g.exceptionCount, 1, "interrupts the guest's handler took (the pending one, once)")
+}
+let irqDeliveredWithoutBlockIRQ = CheckRef("blockirq", lapicIRQDeliveredCheck)
 
 let blockIRQSuite: Suite = Suite(
     "blockirq", summary: "KVM_GUESTDBG_BLOCKIRQ: no interrupt injection while single-stepping",
     series: "guestdbg-blockirq", features: [blockIRQFeature], checks: [
-        Check("steps_land_on_next_instruction", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
-              requires: [needsBlockIRQ, .capability(.irqchip)], levels: .both) { t in
-            try stepOverSTIWithBlockIRQ(t)
-        },
-        Check("irq_delivered_after_blockirq_cleared", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
-              requires: [needsBlockIRQ, .capability(.irqchip)], levels: .both) { t in
-            let g = try stepOverSTIWithBlockIRQ(t)
-            try g.vcpu.setGuestDebug([])
-            let event = try g.next()
-            guard case .exception(let e) = event, e.vector == UInt64(pendingVector) else {
-                throw t.unexpected(event, expected: "vector 0x\(String(pendingVector, radix: 16)) delivered once BLOCKIRQ is cleared (IF=1, IRQ pending)")
-            }
-            try g.expectSync(1)
-            try t.expectEqual(g.exceptionCount, 1, "interrupts the guest's handler took (the pending one, once)")
-        },
+        lapicIRQDeliveredCheck,
+        blockIRQStepsCheck,
+        blockIRQClearedCheck,
+        blockIRQRunningCheck,
         Check("kvm_interrupt_with_userspace_irqchip", uapi: blockIRQUAPI + ["KVM_INTERRUPT"],
-              requires: [needsBlockIRQ], levels: .both, informational: true) { t in
-            let g = try t.guest(GuestOptions(), stepOverSTI)
+              requires: [needsBlockIRQ], preconditions: [ifReachesGuest, singleStepWorks], levels: .both, informational: true) { t in
+            var options = GuestOptions()
+            options.extraRFLAGS = rflagsIF
+            let g = try t.guest(options, irqWindowPayload)
+            try g.setRIP(g.address("nop0"))
             try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
-            let first = try g.nextDebugStop(expecting: "a step over sti")
-            try t.expect(first.exit.pc == g.address("nop1"), "setup: the step over sti",
+            let first = try g.nextDebugStop(expecting: "a step over nop0")
+            try t.expect(first.exit.pc == g.address("nop1"), "setup: the first step",
                          expected: g.describe(address: g.address("nop1")), observed: g.describe(address: first.exit.pc))
             try g.vcpu.interrupt(vector: UInt32(pendingVector))
             let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
@@ -54,41 +70,80 @@ let blockIRQSuite: Suite = Suite(
                 let event = try g.next()
                 afterClear = "\(event)"
             }
-            t.note("KVM_INTERRUPT after the step over sti; \(seen); after clearing BLOCKIRQ: \(afterClear)")
+            t.note("KVM_INTERRUPT after the first step; \(seen); after clearing BLOCKIRQ: \(afterClear)")
             try t.expect(!duringBlockIRQ, "an IRQ queued with KVM_INTERRUPT (userspace irqchip) while BLOCKIRQ is set",
                          expected: "held until BLOCKIRQ is cleared (api.rst: avoid injecting interrupts)",
                          observed: "delivered during the steps: \(seen)")
         },
     ])
 
-/// The control, then the same steps with BLOCKIRQ: each must land on the next instruction.
-@discardableResult
-func stepOverSTIWithBlockIRQ(_ t: CheckContext) throws -> Guest {
-    try expectIRQLandsWithoutBlockIRQ(t)
-    let g = try pendingIRQGuest(t)
-    try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
-    let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
-    try expectSteps(t, g, stops, interruption, expectedPCs: ["nop1", "nop2", "nop3", "end"].map(g.address))
-    return g
+/// Single-step + BLOCKIRQ with the IRQ deliverable: each step lands on the next instruction.
+let blockIRQStepsCheck = Check(
+    "steps_land_on_next_instruction", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
+    requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [ifReachesGuest, singleStepWorks, irqDeliveredWithoutBlockIRQ],
+    levels: .both) { t in
+    let g = try stepWithBlockIRQ(t)
+    t.verifyEqual(g.exceptionCount, 0, "interrupts the guest's handler took while BLOCKIRQ was set")
 }
 
-/// `sti` followed by a few one-byte instructions; IRQs become deliverable after `nop1`.
-func stepOverSTI(_ a: inout Assembler) {
-    a.label("sti"); a.sti()
+/// The same steps, then BLOCKIRQ cleared: the held IRQ is delivered, exactly once.
+let blockIRQClearedCheck = Check(
+    "irq_delivered_after_blockirq_cleared", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
+    requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [ifReachesGuest, singleStepWorks, irqDeliveredWithoutBlockIRQ],
+    levels: .both) { t in
+    let g = try stepWithBlockIRQ(t)
+    try g.vcpu.setGuestDebug([])
+    try expectDeliveredOnceThenDone(t, g)
+}
+
+/// Without single-step: a guest loop runs with BLOCKIRQ set (the IRQ must stay pending), then
+/// with it cleared (delivered exactly once).
+let blockIRQRunningCheck = Check(
+    "irq_held_while_running_with_blockirq", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
+    requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [ifReachesGuest, irqDeliveredWithoutBlockIRQ],
+    levels: .both) { t in
+    let g = try pendingIRQGuest(t)
+    try g.vcpu.setGuestDebug([.enable, .blockIRQ])
+    let event = try g.next()
+    guard case .sync(1, _) = event else {
+        throw Failure("the pending IRQ was delivered while BLOCKIRQ was set (no single-step)",
+                      expected: "ucall SYNC 1 after a \(loopIterations)-iteration loop with the IRQ held", observed: "\(event)")
+    }
+    t.verifyEqual(g.exceptionCount, 0, "interrupts the guest's handler took during the loop with BLOCKIRQ set")
+    try g.vcpu.setGuestDebug([])
+    try expectDeliveredOnceThenDone(t, g)
+}
+
+/// Iterations of each guest loop: long enough for a held IRQ to have been delivered (an
+/// injectable IRQ is delivered at the first instruction boundary), short enough for one
+/// KVM_RUN well inside the watchdog (at CPL0 on kvm_pvm, 100000 took over a second).
+let loopIterations: Int64 = 10_000
+
+/// start: a loop, ucallSync(1), nop0..end, another loop, ucallSync(2), done.
+/// No `sti`/`cli`/port I/O: the same at CPL0 and CPL3.
+func irqWindowPayload(_ a: inout Assembler) {
+    a.label("start")
+    a.mov(.rcx, loopIterations)
+    a.label("loop1"); a.dec(.rcx); a.jcc(.nz, "loop1")
+    a.ucallSync(1)
+    a.label("nop0"); a.nop()
     a.label("nop1"); a.nop()
     a.label("nop2"); a.nop()
     a.label("nop3"); a.nop()
     a.label("end"); a.nop()
-    a.ucallSync(1)
+    a.mov(.rcx, loopIterations)
+    a.label("loop2"); a.dec(.rcx); a.jcc(.nz, "loop2")
+    a.ucallSync(2)
     a.ucallDone()
 }
 
-/// A guest with an in-kernel LAPIC holding vector 0xAA pending (IRR) while IF=0, set through
-/// KVM_SET_LAPIC so no guest instruction is needed (works the same at CPL0 and CPL3).
+/// A guest entered with IF=1 whose in-kernel LAPIC holds vector 0xAA pending (IRR), set
+/// through KVM_SET_LAPIC so no guest instruction is needed (the same at CPL0 and CPL3).
 func pendingIRQGuest(_ t: CheckContext) throws -> Guest {
     var options = GuestOptions()
     options.inKernelIRQChip = true
-    let g = try t.guest(options, stepOverSTI)
+    options.extraRFLAGS = rflagsIF
+    let g = try t.guest(options, irqWindowPayload)
     var page = try g.vcpu.lapicRegisters()
     func store32(_ offset: Int, _ value: UInt32) {
         for i in 0..<4 { page[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
@@ -101,6 +156,29 @@ func pendingIRQGuest(_ t: CheckContext) throws -> Guest {
     return g
 }
 
+/// With BLOCKIRQ and single-step set from the start, with the IRQ pending: the steps walk the
+/// loop, then nop0..end; every stop must be on the next instruction (none in the IRQ's stub).
+/// The loop is skipped by starting at nop0 (a debugger's "jump"), so the walk is short.
+func stepWithBlockIRQ(_ t: CheckContext) throws -> Guest {
+    let g = try pendingIRQGuest(t)
+    try g.setRIP(g.address("nop0"))
+    try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
+    let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
+    try expectSteps(t, g, stops, interruption, expectedPCs: ["nop1", "nop2", "nop3", "end"].map(g.address))
+    return g
+}
+
+/// After BLOCKIRQ is cleared: vector 0xAA exactly once, then the guest runs to its end.
+func expectDeliveredOnceThenDone(_ t: CheckContext, _ g: Guest) throws {
+    let event = try g.next()
+    guard case .exception(let e) = event, e.vector == UInt64(pendingVector) else {
+        throw t.unexpected(event, expected: "vector 0x\(String(pendingVector, radix: 16)) delivered once BLOCKIRQ is cleared (IF=1, IRQ pending)")
+    }
+    try g.expectSync(2)
+    try g.expectDone()
+    t.verifyEqual(g.exceptionCount, 1, "interrupts the guest's handler took (the pending one, exactly once)")
+}
+
 /// Did the pending vector reach the guest: its handler reported it, or a step stopped in its stub?
 func deliveredIRQ(_ interruption: GuestEvent?, _ stops: [DebugStop]) -> Bool {
     if case .exception(let e)? = interruption, e.vector == UInt64(pendingVector) { return true }
@@ -108,23 +186,8 @@ func deliveredIRQ(_ interruption: GuestEvent?, _ stops: [DebugStop]) -> Bool {
     return stops.contains { (stub..<stub + 16).contains($0.exit.pc) }
 }
 
-/// The control: without BLOCKIRQ, stepping over `sti; nop…` must deliver the pending IRQ.
-func expectIRQLandsWithoutBlockIRQ(_ t: CheckContext) throws {
-    let g = try pendingIRQGuest(t)
-    try g.vcpu.setGuestDebug([.enable, .singleStep])
-    let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
-    guard deliveredIRQ(interruption, stops) else {
-        throw Failure("control failed: without BLOCKIRQ the pending IRQ was not delivered while stepping, so this setup cannot show what BLOCKIRQ does",
-                      expected: "vector 0x\(String(pendingVector, radix: 16)) delivered during the steps over sti; nop",
-                      observed: "stops at [" + stops.map { g.describe(address: $0.exit.pc) }.joined(separator: ", ") + "]"
-                        + (interruption.map { ", then \($0)" } ?? ""))
-    }
-    t.note("control: without BLOCKIRQ the step after sti lands in the vector 0x\(String(pendingVector, radix: 16)) handler")
-}
-
 let blockIRQFeature: Feature = Feature(
     "KVM_GUESTDBG_BLOCKIRQ", advertisement: "KVM_CAP_SET_GUEST_DEBUG2 & BLOCKIRQ",
-    advertised: guestDebugMaskIncludes(.blockIRQ)) { kvm, settings in
-    Feature.probe(running: blockIRQSuite.bodies("steps_land_on_next_instruction"),
-                  works: "steps land on the next instruction; the control without it lands in the handler (CPL0 and CPL3)")(kvm, settings)
-}
+    advertised: guestDebugMaskIncludes(.blockIRQ),
+    decidedBy: [CheckRef("blockirq", blockIRQStepsCheck), CheckRef("blockirq", blockIRQClearedCheck),
+                CheckRef("blockirq", blockIRQRunningCheck)])

@@ -12,8 +12,22 @@ import X86Asm
 let debugCR3Entry: SuiteEntryPoint = { registerSuite(debugCR3Suite) }
 
 let cr3UAPI = ["KVM_CAP_X86_GUEST_DEBUG_CR3", "kvm_debug_exit_arch.cr3", "KVM_EXIT_DEBUG"]
-/// The second "process": another identity map at the spare-tables area.
-let secondRoot = GuestLayout.spareTables
+/// Each check's two "processes": identity maps at roots no other check (and not the
+/// environment's default root) uses, so a CR3 left over from elsewhere cannot match.
+struct CR3Roots {
+    let boot: UInt64
+    let second: UInt64
+    init(check index: Int) {
+        boot = GuestLayout.spareTables + UInt64(index) * 0x20000
+        second = boot + 0x10000
+    }
+    /// Guest options booting on `boot`.
+    func options(_ base: GuestOptions = GuestOptions()) -> GuestOptions {
+        var o = base
+        o.pageTableRoot = boot
+        return o
+    }
+}
 let pcide: UInt64 = 1 << 17
 
 let debugCR3Suite = Suite(
@@ -36,30 +50,32 @@ let debugCR3Suite = Suite(
         Check("cr3_on_single_step_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_SINGLESTEP"],
               requires: [needsGuestDebug], levels: .both) { t in
             try requireDebugCR3(t)
-            let g = try twoProcessGuest(t)
+            let roots = CR3Roots(check: 1)
+            let g = try twoProcessGuest(t, roots)
             try g.vcpu.setGuestDebug([.enable, .singleStep])
-            var roots: Set<UInt64> = []
+            var seenRoots: Set<UInt64> = []
             for step in 1...8 {
-                if t.cpl == .cpl3 && step == 4 { try g.setCR3(secondRoot) } // the "scheduler" switches process
+                if t.cpl == .cpl3 && step == 4 { try g.setCR3(roots.second) } // the "scheduler" switches process
                 let stop = try stopWithCanary(g)
                 let payload = GuestLayout.code..<GuestLayout.code + UInt64(g.program.bytes.count)
                 try t.expect(payload.contains(stop.exit.pc), "single-step stop \(step): kvm_debug_exit_arch.pc",
                              expected: "inside the stepped payload", observed: g.describe(address: stop.exit.pc))
-                let expected = t.cpl == .cpl3 ? (step >= 4 ? secondRoot : GuestLayout.pml4) : rootLoaded(at: stop.exit.pc, in: g)
+                let expected = t.cpl == .cpl3 ? (step >= 4 ? roots.second : roots.boot) : rootLoaded(at: stop.exit.pc, in: g, roots)
                 try expectCR3(t, g, stop, root: expected, "single-step stop \(step)")
-                roots.insert(expected)
+                seenRoots.insert(expected)
                 if stop.exit.pc == g.address("end") { break }
             }
-            try t.expectEqual(roots.count, 2, "distinct roots seen across the steps (both processes)")
+            try t.expectEqual(seenRoots.count, 2, "distinct roots seen across the steps (both processes)")
         },
         Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_HW_BP"],
               requires: [needsGuestDebug], levels: .both) { t in
             try requireDebugCR3(t)
-            let g = try t.guest { a in a.label("bp"); a.nop(); a.ucallDone() }
-            g.installPageTables(root: secondRoot)
+            let roots = CR3Roots(check: 2)
+            let g = try t.guest(roots.options()) { a in a.label("bp"); a.nop(); a.ucallDone() }
+            g.installPageTables(root: roots.second)
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
             try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
-            for root in [GuestLayout.pml4, secondRoot] {
+            for root in [roots.boot, roots.second] {
                 try g.setCR3(root)
                 try g.setRIP(g.address("bp"))
                 try expectCR3(t, g, try stopWithCanary(g), root: root, "DR0 breakpoint with root 0x\(String(root, radix: 16))")
@@ -68,10 +84,11 @@ let debugCR3Suite = Suite(
         Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_SW_BP"],
               requires: [needsGuestDebug], levels: .both) { t in
             try requireDebugCR3(t)
-            let g = try t.guest { a in a.label("bp"); a.int3(); a.ucallDone() }
-            g.installPageTables(root: secondRoot)
+            let roots = CR3Roots(check: 3)
+            let g = try t.guest(roots.options()) { a in a.label("bp"); a.int3(); a.ucallDone() }
+            g.installPageTables(root: roots.second)
             try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
-            for root in [GuestLayout.pml4, secondRoot] {
+            for root in [roots.boot, roots.second] {
                 try g.setCR3(root)
                 try g.setRIP(g.address("bp"))
                 try expectCR3(t, g, try stopWithCanary(g), root: root, "int3 with root 0x\(String(root, radix: 16))")
@@ -84,10 +101,11 @@ let debugCR3Suite = Suite(
             }
             var options = GuestOptions()
             options.extraCR4 = pcide
-            let g = try t.guest(options) { a in for _ in 0..<4 { a.nop() }; a.ucallDone() }
-            g.installPageTables(root: secondRoot)
+            let roots = CR3Roots(check: 4)
+            let g = try t.guest(roots.options(options)) { a in for _ in 0..<4 { a.nop() }; a.ucallDone() }
+            g.installPageTables(root: roots.second)
             try g.vcpu.setGuestDebug([.enable, .singleStep])
-            for root in [GuestLayout.pml4 | 0x001, secondRoot | 0x002] {
+            for root in [roots.boot | 0x001, roots.second | 0x002] {
                 try g.setCR3(root)
                 try expectCR3(t, g, try stopWithCanary(g), root: root, "single-step with CR3 0x\(String(root, radix: 16)) (PCID \(root & 0xFFF))")
             }
@@ -130,13 +148,13 @@ func expectCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _
 
 /// Two "processes": at CPL0 the payload itself switches CR3 between the boot root and a
 /// second one; at CPL3 (no MOV CR3) the host switches it between steps.
-func twoProcessGuest(_ t: CheckContext) throws -> Guest {
-    let g = try t.guest { a in
+func twoProcessGuest(_ t: CheckContext, _ roots: CR3Roots) throws -> Guest {
+    let g = try t.guest(roots.options()) { a in
         a.nop()
         if t.cpl == .cpl0 {
-            a.movabs(.rax, secondRoot); a.mov(.cr3, .rax)
+            a.movabs(.rax, roots.second); a.mov(.cr3, .rax)
             a.label("inB"); a.nop()
-            a.movabs(.rax, GuestLayout.pml4); a.mov(.cr3, .rax)
+            a.movabs(.rax, roots.boot); a.mov(.cr3, .rax)
             a.label("inA"); a.nop()
         } else {
             for _ in 0..<6 { a.nop() }
@@ -144,13 +162,13 @@ func twoProcessGuest(_ t: CheckContext) throws -> Guest {
         a.label("end")
         a.ucallDone()
     }
-    g.installPageTables(root: secondRoot)
+    g.installPageTables(root: roots.second)
     return g
 }
 
 /// At CPL0: the root the payload has loaded when a step stops at `pc`.
-func rootLoaded(at pc: UInt64, in g: Guest) -> UInt64 {
-    (g.address("inB")..<g.address("inA")).contains(pc) ? secondRoot : GuestLayout.pml4
+func rootLoaded(at pc: UInt64, in g: Guest, _ roots: CR3Roots) -> UInt64 {
+    (g.address("inB")..<g.address("inA")).contains(pc) ? roots.second : roots.boot
 }
 
 let debugCR3Feature = Feature(

@@ -39,11 +39,7 @@ let freezeOnSMIWritable = Requirement.probe("writable \(freezeOnSMIPath)") { _ i
 let debugCtlSuite: Suite = Suite(
     "debugctl", summary: "DEBUGCTL.FREEZE_IN_SMM (bit 14) host-owned: never visible, never settable, host value kept",
     series: "debugctl-freeze-in-smm", features: [debugCtlFeature], checks: [
-        Check("guest_rdmsr_hides_freeze_in_smm", uapi: debugCtlUAPI + ["RDMSR"], levels: .only(.cpl0)) { t in
-            let value = try guestReadDebugCtl(t, try t.guest(GuestOptions(), readDebugCtlPayload))
-            t.note("guest RDMSR(DEBUGCTL) = 0x\(String(value, radix: 16))")
-            try t.expectEqual(value & freezeInSMM, 0, "DEBUGCTL bit 14 (FREEZE_IN_SMM) in the guest's RDMSR")
-        },
+        guestRDMSRHidesCheck,
         Check("guest_wrmsr_freeze_in_smm_faults", uapi: debugCtlUAPI + ["WRMSR"], requires: [vmxRules], levels: .only(.cpl0)) { t in
             let g = try t.guest { a in
                 a.mov(.ecx, Int64(debugCtlMSR))
@@ -79,16 +75,7 @@ let debugCtlSuite: Suite = Suite(
             }
             try expectHostViewsHideBit14(t, vcpu)
         },
-        Check("host_views_never_show_freeze_in_smm", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG"]) { t in
-            // Whatever the backend does with an attempt to set bit 14 (refuse or drop), it never shows.
-            let vcpu = try t.system.createVM().createVCPU()
-            let processed = try vcpu.setMSRs([(debugCtlMSR, freezeInSMM)])
-            t.note("KVM_SET_MSRS(DEBUGCTL = bit 14) processed \(processed)")
-            if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
-                _ = try? vcpu.setOneReg(X86RegID.msr(debugCtlMSR), freezeInSMM)
-            }
-            try expectHostViewsHideBit14(t, vcpu)
-        },
+        hostViewsHideCheck,
         Check("legacy_btf_lbr_accepted_and_views_agree", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG", "RDMSR"],
               levels: .only(.cpl0)) { t in
             // vmx_is_valid_debugctl tolerates BTF and LBR (legacy ABI): accepted, kept if supported, else dropped.
@@ -182,9 +169,57 @@ func expectHostViewsHideBit14(_ t: CheckContext, _ vcpu: VCPU) throws {
     }
 }
 
-let debugCtlFeature: Feature = Feature(
-    "DEBUGCTL.FREEZE_IN_SMM host-owned", advertisement: "no capability (VMX behaviour, 6.17)", advertised: { _, _ in nil }
-) { kvm, settings in
-    Feature.probe(running: debugCtlSuite.bodies("guest_rdmsr_hides_freeze_in_smm", "host_views_never_show_freeze_in_smm"),
-                  levels: [.cpl0], works: "bit 14 hidden from guest RDMSR, KVM_GET_MSRS and KVM_GET_ONE_REG")(kvm, settings)
+/// The guest's RDMSR never shows bit 14 — once a bit the VMM set has been seen there (the
+/// read is live, so a set bit 14 would have shown).
+let guestRDMSRHidesCheck = Check("guest_rdmsr_hides_freeze_in_smm", uapi: debugCtlUAPI + ["RDMSR"], levels: .only(.cpl0)) { t in
+    let kept = try requireKeptDebugCtlBit(t)
+    let control = try t.guest(GuestOptions(), readDebugCtlPayload)
+    _ = try control.vcpu.setMSRs([(debugCtlMSR, kept.bit)])
+    let seen = try guestReadDebugCtl(t, control)
+    guard seen & kept.bit != 0 else {
+        throw Skip.cannotObserve("the guest's RDMSR(DEBUGCTL) reads 0x\(String(seen, radix: 16)) although the VMM set \(kept.name), "
+                                 + "which KVM_GET_MSRS shows: the guest's view shows no set bit, so a hidden bit 14 cannot be told apart")
+    }
+    t.note("positive control: the guest's RDMSR shows \(kept.name) set by the VMM")
+    let value = try guestReadDebugCtl(t, try t.guest(GuestOptions(), readDebugCtlPayload))
+    t.note("guest RDMSR(DEBUGCTL) = 0x\(String(value, radix: 16))")
+    try t.expectEqual(value & freezeInSMM, 0, "DEBUGCTL bit 14 (FREEZE_IN_SMM) in the guest's RDMSR")
 }
+
+/// KVM_GET_MSRS / KVM_GET_ONE_REG never show bit 14, whatever happened to an attempt to set it
+/// (refused or dropped) — once they have shown a bit this kernel keeps.
+let hostViewsHideCheck = Check("host_views_never_show_freeze_in_smm", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG"]) { t in
+    let kept = try requireKeptDebugCtlBit(t)
+    let vcpu = try t.system.createVM().createVCPU()
+    let processed = try vcpu.setMSRs([(debugCtlMSR, kept.bit | freezeInSMM)])
+    t.note("KVM_SET_MSRS(DEBUGCTL = \(kept.name) | bit 14) processed \(processed)")
+    if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
+        _ = try? vcpu.setOneReg(X86RegID.msr(debugCtlMSR), kept.bit | freezeInSMM)
+    }
+    try expectHostViewsHideBit14(t, vcpu)
+}
+
+/// Bits a VMM may set in DEBUGCTL that a kernel may keep: the positive controls.
+let debugCtlControlBits: [(name: String, bit: UInt64)] = legacyBits
+
+/// The first control bit KVM_GET_MSRS shows after KVM_SET_MSRS set it on a fresh vCPU; none:
+/// the views cannot show a set bit, so "bit 14 is hidden" cannot be observed here.
+func requireKeptDebugCtlBit(_ t: CheckContext) throws -> (name: String, bit: UInt64) {
+    var seen: [String] = []
+    for (name, bit) in debugCtlControlBits {
+        let vcpu = try t.system.createVM().createVCPU()
+        _ = try vcpu.setMSRs([(debugCtlMSR, bit)])
+        let back = try vcpu.getMSR(debugCtlMSR)
+        if let back, back & bit != 0 {
+            t.note("positive control: KVM_GET_MSRS(DEBUGCTL) keeps \(name) (0x\(String(back, radix: 16)))")
+            return (name, bit)
+        }
+        seen.append("\(name) -> \(back.map { "0x" + String($0, radix: 16) } ?? "not returned")")
+    }
+    throw Skip.cannotObserve("this kernel keeps no DEBUGCTL bit a VMM sets (KVM_SET_MSRS then KVM_GET_MSRS: "
+                             + seen.joined(separator: ", ") + "), so a hidden bit 14 cannot be told from a dropped write")
+}
+
+let debugCtlFeature: Feature = Feature(
+    "DEBUGCTL.FREEZE_IN_SMM host-owned", advertisement: "no capability (VMX behaviour, 6.17)", advertised: { _, _ in nil },
+    decidedBy: [CheckRef("debugctl", guestRDMSRHidesCheck), CheckRef("debugctl", hostViewsHideCheck)], levels: [.cpl0])

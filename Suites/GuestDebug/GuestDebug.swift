@@ -33,21 +33,13 @@ let guestDebugSuite: Suite = Suite(
             try t.expect(rejected.isEmpty, "KVM_SET_GUEST_DEBUG with ENABLE plus each advertised flag",
                          expected: "every advertised flag accepted", observed: "rejected: " + rejected.joined(separator: ", "))
         },
-        Check("single_step_stops_after_each_instruction", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
-              requires: [needsGuestDebug], levels: .both) { t in
-            let (g, labels) = try steppedLineGuest(t)
-            try g.vcpu.setGuestDebug([.enable, .singleStep])
-            let (stops, interruption) = try g.stepUntil(g.address("end"), limit: labels.count + 2)
-            let expected = labels.dropFirst().map(g.address) + [g.address("end")]
-            try expectSteps(t, g, stops, interruption, expectedPCs: expected)
-            let outStop = stops.first { $0.portOutputsBefore > 0 }
-            try t.expect(stops.map(\.portOutputsBefore).reduce(0, +) == 1 && outStop?.exit.pc == g.address(labels[1]),
-                         "the stepped `out` exits to userspace once, then stops after it",
-                         expected: "1 KVM_EXIT_IO, then a step at \(g.describe(address: g.address(labels[1])))",
-                         observed: stops.map(\.description).joined(separator: "; "))
-        },
+        vmmRFLAGSIFSetCheck,
+        vmmRFLAGSIFClearCheck,
+        vmmRFLAGSIOPLCheck,
+        singleStepCheck,
+        singleStepOverExitCheck,
         Check("single_step_tf_hidden", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug], preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both) { t in
             // Only pushfq in the line, so nothing else (port I/O, privileged instructions) can interfere.
             let g = try t.guest { a in
                 a.nop()
@@ -73,42 +65,14 @@ let guestDebugSuite: Suite = Suite(
             try t.expect(pushed & 0x100 == 0, "RFLAGS the guest's pushfq saw while single-stepped",
                          expected: "TF (bit 8) clear", observed: "0x\(String(pushed, radix: 16)) (TF set: the host's TF leaked into the guest)")
         },
-        Check("hw_execute_breakpoint_dr0_to_dr3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
-            let g = try t.guest { a in
-                a.label("start"); a.nop()
-                a.label("bp"); a.nop()
-                a.ucallSync(1)
-                a.ucallDone()
-            }
-            for n in 0..<4 {
-                try g.setRIP(g.address("start"))
-                let dr7 = DR7.fixed | DR7.arming(n, .execute)
-                try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, g.address("bp"), dr7: dr7))
-                let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp (DR\(n) execute)")
-                try expectDebugExit(t, g, stop.exit, "DR\(n) execute breakpoint", exception: 1, pc: g.address("bp"),
-                                    dr6: DR6.reporting(breakpoints: [n]), dr7: dr7)
-            }
-            try g.vcpu.setGuestDebug([])
-            try g.expectSync(1)
-            try t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host breakpoints must not reach it)")
-        },
-        Check("hw_write_watchpoint_lengths", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
-            try watchpointCheck(t, access: .write)
-        },
+        hwExecuteBreakpointCheck,
+        debugExitDR7Check,
+        hwWriteWatchpointCheck,
         Check("hw_read_write_watchpoint_lengths", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
               requires: [needsGuestDebug], levels: .both) { t in
             try watchpointCheck(t, access: .readWrite)
         },
-        Check("sw_breakpoint_exits_at_int3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_SW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
-            let g = try int3Guest(t)
-            try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
-            let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")
-            try t.expectEqual(stop.exit.exception, 3, "kvm_debug_exit_arch.exception for int3 (#BP)")
-            try t.expectEqual(stop.exit.pc, g.address("int3"), "kvm_debug_exit_arch.pc (the int3 itself, as debuggers expect)")
-        },
+        swBreakpointCheck,
         Check("sw_breakpoint_resume_past_int3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_SW_BP"],
               requires: [needsGuestDebug], levels: .both) { t in
             let g = try int3Guest(t)
@@ -189,13 +153,13 @@ func debugRegs(_ n: Int, _ address: UInt64, dr7: UInt64) -> [UInt64] {
     return regs
 }
 
-/// A straight line with port I/O, cpuid, an MSR read, a DR write and pushf (the privileged
-/// ones only at CPL0); returns the guest and the label of each instruction, in order.
+/// A straight line of instructions whose behaviour at this CPL is plain (no port I/O: at CPL3
+/// it depends on IOPL and the TSS bitmap; an exit to userspace is single_step_over_userspace_exit's
+/// subject): cpuid, pushf, and at CPL0 an MSR read and a DR write, which KVM handles itself.
 func steppedLineGuest(_ t: CheckContext) throws -> (Guest, [String]) {
     var labels: [String] = []
     let g = try t.guest { a in
         func at(_ name: String) { a.label(name); labels.append(name) }
-        at("out"); a.out(0x80, .al)
         at("xor_eax"); a.xor(.eax, .eax)
         at("cpuid"); a.cpuid()
         if t.cpl == .cpl0 {
@@ -247,23 +211,23 @@ func expectStopAddresses(_ t: CheckContext, _ g: Guest, _ stops: [DebugStop], _ 
                   observed: seen.map(g.describe).joined(separator: ", "))
 }
 
-/// Checks every field of a KVM_EXIT_DEBUG, naming the first that differs.
-func expectDebugExit(_ t: CheckContext, _ g: Guest, _ d: DebugExit, _ what: String, exception: UInt32, pc: UInt64,
-                     dr6: DR6, dr7: UInt64) throws {
-    try t.expectEqual(d.exception, exception, "\(what): kvm_debug_exit_arch.exception")
-    try t.expect(d.pc == pc, "\(what): kvm_debug_exit_arch.pc", expected: g.describe(address: pc), observed: g.describe(address: d.pc))
-    try t.expect(d.dr6 == dr6.rawValue, "\(what): kvm_debug_exit_arch.dr6", expected: "\(dr6)", observed: "\(DR6(d.dr6))")
-    try t.expect(d.dr7 == dr7, "\(what): kvm_debug_exit_arch.dr7 (must equal the debugreg[7] set)",
-                 expected: "\(DR7(dr7))", observed: "\(DR7(d.dr7))")
+/// Records each field of a KVM_EXIT_DEBUG that says which breakpoint fired (exception, pc,
+/// dr6); dr7 is debug_exit_dr7_equals_debugreg7's subject.
+func verifyDebugExit(_ t: CheckContext, _ g: Guest, _ d: DebugExit, _ what: String, exception: UInt32, pc: UInt64, dr6: DR6) {
+    t.verifyEqual(d.exception, exception, "\(what): kvm_debug_exit_arch.exception")
+    t.verify(d.pc == pc, "\(what): kvm_debug_exit_arch.pc", expected: g.describe(address: pc), observed: g.describe(address: d.pc))
+    t.verify(d.dr6 == dr6.rawValue, "\(what): kvm_debug_exit_arch.dr6", expected: "\(dr6)", observed: "\(DR6(d.dr6))")
 }
 
 /// For each length 1/2/4/8 (on DR0..DR3 in turn): an access just past the watched range must
 /// not stop; an access of that width at its start must stop right after the instruction.
 func watchpointCheck(_ t: CheckContext, access: DR7.Access) throws {
     let lengths = [1, 2, 4, 8]
+    // Each check watches its own area, so a stale watchpoint from another cannot fire here.
+    let area = watched + (access == .write ? 0x1000 : 0x2000)
     let g = try t.guest { a in
         for (i, len) in lengths.enumerated() {
-            let base = watched + UInt64(i * 0x40)
+            let base = area + UInt64(i * 0x40)
             a.label("case\(len)")
             // One byte just past the range: must not trigger.
             if access == .write { a.mov(byte: .absolute(base + UInt64(len)), 0x5A) } else { a.mov(.al, .absolute(base + UInt64(len))) }
@@ -284,20 +248,21 @@ func watchpointCheck(_ t: CheckContext, access: DR7.Access) throws {
         a.ucallDone()
     }
     for (n, len) in lengths.enumerated() {
-        let base = watched + UInt64(n * 0x40)
-        try g.setRIP(g.address("case\(len)"))
-        let dr7 = DR7.fixed | DR7.arming(n, access, length: len)
-        try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, base, dr7: dr7))
+        let base = area + UInt64(n * 0x40)
         let what = "DR\(n) \(access) watchpoint, \(len) byte(s) at 0x\(String(base, radix: 16))"
-        let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG after the \(len)-byte access (\(what))")
-        try t.expect(stop.exit.pc != g.address("inside\(len)"), "\(what): a 1-byte access just past the range",
+        t.subCase(what) {
+            try g.setRIP(g.address("case\(len)"))
+            let dr7 = DR7.fixed | DR7.arming(n, access, length: len)
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, base, dr7: dr7))
+            let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG after the \(len)-byte access (\(what))")
+            t.verify(stop.exit.pc != g.address("inside\(len)"), "\(what): a 1-byte access just past the range",
                      expected: "no stop", observed: "stopped: the watched range is longer than \(len) byte(s)")
-        try expectDebugExit(t, g, stop.exit, what, exception: 1, pc: g.address("after\(len)"),
-                            dr6: DR6.reporting(breakpoints: [n]), dr7: dr7)
-        try g.vcpu.setGuestDebug([])
-        try g.expectSync(UInt64(len))
+            verifyDebugExit(t, g, stop.exit, what, exception: 1, pc: g.address("after\(len)"), dr6: DR6.reporting(breakpoints: [n]))
+            try g.vcpu.setGuestDebug([])
+            try g.expectSync(UInt64(len))
+        }
     }
-    try t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host watchpoints must not reach it)")
+    t.verifyEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host watchpoints must not reach it)")
 }
 
 /// int3 followed by an instruction whose effect shows it ran.
@@ -335,4 +300,147 @@ func injectionCheck(_ t: CheckContext, _ flag: GuestDebugControl, vector: UInt64
     try g.vcpu.setGuestDebug([])
     try g.expectSync(2)
     try t.expectEqual(g.exceptionCount, 1, "exceptions the guest's handler took (exactly the injected one)")
+}
+
+/// RFLAGS the guest's own pushfq sees, for KVM_SET_REGS(rflags = 0x2 | bits) at this CPL.
+func guestRFLAGS(_ t: CheckContext, entry bits: UInt64) throws -> UInt64 {
+    var options = GuestOptions()
+    options.extraRFLAGS = bits
+    let g = try t.guest(options) { a in
+        a.pushfq()
+        a.pop(.rbx)
+        a.ucallSync(1, .rbx)
+        a.ucallDone()
+    }
+    return try g.expectSync(1)[0]
+}
+
+/// Each entry value the VMM sets: the vCPU holds it (KVM_GET_REGS before KVM_RUN: what KVM
+/// will inject against) and the guest runs with it (its pushfq): `mask` of both must equal `bits`.
+func verifyEntryRFLAGS(_ t: CheckContext, mask: UInt64, _ cases: [(String, UInt64)]) {
+    for (name, bits) in cases {
+        t.subCase(name) {
+            var options = GuestOptions()
+            options.extraRFLAGS = bits
+            let held = try t.guest(options) { a in a.ucallDone() }.vcpu.regs().rflags
+            t.verify(held & mask == bits, "\(name): KVM_GET_REGS rflags at \(t.cpl) after KVM_SET_REGS(rflags = 0x\(String(0x2 | bits, radix: 16)))",
+                     expected: "0x\(String(bits, radix: 16)) under mask 0x\(String(mask, radix: 16))",
+                     observed: "0x\(String(held, radix: 16)) (masked 0x\(String(held & mask, radix: 16)))")
+            let seen = try guestRFLAGS(t, entry: bits)
+            t.verify(seen & mask == bits, "\(name): RFLAGS the guest's pushfq saw at \(t.cpl) after KVM_SET_REGS(rflags = 0x\(String(0x2 | bits, radix: 16)))",
+                     expected: "0x\(String(bits, radix: 16)) under mask 0x\(String(mask, radix: 16))",
+                     observed: "0x\(String(seen, radix: 16)) (masked 0x\(String(seen & mask, radix: 16)))")
+        }
+    }
+}
+
+/// The guest runs with IF=1 when the VMM sets it (every check that makes an interrupt
+/// deliverable by entering with IF=1, instead of an `sti` whose behaviour at CPL3 depends on
+/// IOPL, relies on it).
+let vmmRFLAGSIFSetCheck = Check("vmm_rflags_if_set_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IF"], levels: .both) { t in
+    verifyEntryRFLAGS(t, mask: 0x200, [("IF set", 0x200)])
+}
+
+/// The guest runs with IF=0 when the VMM clears it (a VMM entering a guest with interrupts off).
+let vmmRFLAGSIFClearCheck = Check("vmm_rflags_if_clear_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IF"], levels: .both) { t in
+    // Positive control: the guest's pushfq can show IF set, so a clear IF is not just a default.
+    let control = try guestRFLAGS(t, entry: 0x200)
+    guard control & 0x200 != 0 else {
+        throw Skip.cannotObserve("the guest does not see IF=1 set by KVM_SET_REGS either (pushfq 0x\(String(control, radix: 16))): a cleared IF cannot be told from a dropped one")
+    }
+    verifyEntryRFLAGS(t, mask: 0x200, [("IF clear", 0)])
+}
+
+/// The guest runs with the IOPL the VMM set (nothing in kvmcheck relies on it any more: this
+/// says whether a VMM can grant a CPL3 guest port I/O this way).
+let vmmRFLAGSIOPLCheck = Check("vmm_rflags_iopl_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IOPL"], levels: .both) { t in
+    verifyEntryRFLAGS(t, mask: 0x3000, [("IOPL 3", 0x3000), ("IOPL 1", 0x1000)])
+}
+
+let singleStepCheck = Check("single_step_stops_after_each_instruction", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
+                            requires: [needsGuestDebug], levels: .both) { t in
+    let (g, labels) = try steppedLineGuest(t)
+    try g.vcpu.setGuestDebug([.enable, .singleStep])
+    let (stops, interruption) = try g.stepUntil(g.address("end"), limit: labels.count + 2)
+    let expected = labels.dropFirst().map(g.address) + [g.address("end")]
+    try expectSteps(t, g, stops, interruption, expectedPCs: expected)
+}
+
+/// start: nop; bp: nop — the target of the execute-breakpoint checks.
+func breakpointGuest(_ t: CheckContext) throws -> Guest {
+    try t.guest { a in
+        a.label("start"); a.nop()
+        a.label("bp"); a.nop()
+        a.ucallSync(1)
+        a.ucallDone()
+    }
+}
+
+/// Every one of DR0-DR3 fires with the right exception, pc and dr6 (all four are tried and reported).
+let hwExecuteBreakpointCheck = Check("hw_execute_breakpoint_dr0_to_dr3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
+                                     requires: [needsGuestDebug], levels: .both) { t in
+    let g = try breakpointGuest(t)
+    for n in 0..<4 {
+        t.subCase("DR\(n) execute breakpoint") {
+            try g.setRIP(g.address("start"))
+            let dr7 = DR7.fixed | DR7.arming(n, .execute)
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, g.address("bp"), dr7: dr7))
+            let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp (DR\(n) execute)")
+            verifyDebugExit(t, g, stop.exit, "DR\(n) execute breakpoint", exception: 1, pc: g.address("bp"),
+                            dr6: DR6.reporting(breakpoints: [n]))
+        }
+    }
+    try g.vcpu.setGuestDebug([])
+    try g.expectSync(1)
+    t.verifyEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host breakpoints must not reach it)")
+}
+
+let singleStepOverExitCheck = Check("single_step_over_userspace_exit", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP", "KVM_EXIT_IO"],
+    requires: [needsGuestDebug], preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .only(.cpl0)) { t in
+    // Only CPL0: port I/O at CPL3 depends on IOPL and the TSS bitmap, which are not the subject.
+    let g = try t.guest { a in
+        a.label("out"); a.out(0x80, .al)
+        a.label("after_out"); a.nop()
+        a.label("end"); a.nop()
+        a.ucallDone()
+    }
+    try g.vcpu.setGuestDebug([.enable, .singleStep])
+    let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 4)
+    try expectStopAddresses(t, g, stops, interruption, expectedPCs: [g.address("after_out"), g.address("end")])
+    try t.expect(stops.first?.portOutputsBefore == 1, "the stepped `out` exits to userspace once, then stops after it",
+                 expected: "1 KVM_EXIT_IO before the first step stop", observed: stops.map(\.description).joined(separator: "; "))
+}
+
+let debugExitDR7Check = Check("debug_exit_dr7_equals_debugreg7", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP", "kvm_debug_exit_arch.dr7"],
+    requires: [needsGuestDebug], preconditions: [CheckRef("guest-debug", hwExecuteBreakpointCheck)], levels: .both) { t in
+    let g = try breakpointGuest(t)
+    for n in 0..<4 {
+        // A DR7 per register that no other sub-case (or reset) has: DRn armed on bp, plus
+        // a distinct length/type on the next register, armed on an address nothing touches.
+        let other = (n + 1) % 4
+        let dr7 = DR7.fixed | DR7.arming(n, .execute) | DR7.arming(other, .readWrite, length: [1, 2, 4, 8][n])
+        var regs = debugRegs(n, g.address("bp"), dr7: dr7)
+        regs[other] = watched + 0x3000 + UInt64(n * 0x40)
+        t.subCase("DR\(n)") {
+            try g.setRIP(g.address("start"))
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: regs)
+            let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp (DR\(n) execute)")
+            t.verify(stop.exit.dr7 == dr7, "DR\(n): kvm_debug_exit_arch.dr7 (must equal the debugreg[7] set)",
+                     expected: "\(DR7(dr7))", observed: "\(DR7(stop.exit.dr7))")
+        }
+    }
+}
+
+let hwWriteWatchpointCheck = Check("hw_write_watchpoint_lengths", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
+    requires: [needsGuestDebug], levels: .both) { t in
+    try watchpointCheck(t, access: .write)
+}
+
+let swBreakpointCheck = Check("sw_breakpoint_exits_at_int3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_SW_BP"],
+    requires: [needsGuestDebug], levels: .both) { t in
+    let g = try int3Guest(t)
+    try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
+    let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")
+    t.verifyEqual(stop.exit.exception, 3, "kvm_debug_exit_arch.exception for int3 (#BP)")
+    t.verifyEqual(stop.exit.pc, g.address("int3"), "kvm_debug_exit_arch.pc (the int3 itself, as debuggers expect)")
 }

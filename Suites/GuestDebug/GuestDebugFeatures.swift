@@ -21,20 +21,16 @@ func probeGuest(_ kvm: KVMSystem, _ code: (inout Assembler) -> Void,
     }
 }
 
+/// Each row is decided, at each CPL, by the checks whose subject is that flag.
 let guestDebugFeatures: [Feature] = [
     Feature("KVM_GUESTDBG_SINGLESTEP", advertisement: "KVM_CAP_SET_GUEST_DEBUG2 & SINGLESTEP",
-            advertised: guestDebugMaskIncludes(.singleStep)) { kvm, settings in
-        Feature.probe(running: guestDebugSuite.bodies("single_step_stops_after_each_instruction", "single_step_tf_hidden"),
-                      works: "each step stops at the next instruction with DR6.BS, TF hidden (CPL0 and CPL3)")(kvm, settings)
-    },
+            advertised: guestDebugMaskIncludes(.singleStep),
+            decidedBy: [CheckRef("guest-debug", singleStepCheck), CheckRef("guest-debug", singleStepOverExitCheck)]),
     Feature("KVM_GUESTDBG_USE_HW_BP", advertisement: "KVM_CAP_SET_GUEST_DEBUG2 & USE_HW_BP",
-            advertised: guestDebugMaskIncludes(.useHardwareBreakpoints)) { kvm, settings in
-        Feature.probe(running: guestDebugSuite.bodies("hw_execute_breakpoint_dr0_to_dr3", "hw_write_watchpoint_lengths"),
-                      works: "DR0-DR3 execute breakpoints and write watchpoints exit with pc/dr6/dr7 (CPL0 and CPL3)")(kvm, settings)
-    },
+            advertised: guestDebugMaskIncludes(.useHardwareBreakpoints),
+            decidedBy: [CheckRef("guest-debug", hwExecuteBreakpointCheck), CheckRef("guest-debug", debugExitDR7Check),
+                        CheckRef("guest-debug", hwWriteWatchpointCheck)]),
     Feature("KVM_GUESTDBG_USE_SW_BP", advertisement: "KVM_CAP_SET_GUEST_DEBUG2 & USE_SW_BP",
-            advertised: guestDebugMaskIncludes(.useSoftwareBreakpoints)) { kvm, settings in
-        Feature.probe(running: guestDebugSuite.bodies("sw_breakpoint_exits_at_int3"),
-                      works: "int3 exits with exception 3 at the int3 (CPL0 and CPL3)")(kvm, settings)
-    },
+            advertised: guestDebugMaskIncludes(.useSoftwareBreakpoints),
+            decidedBy: [CheckRef("guest-debug", swBreakpointCheck)]),
 ]

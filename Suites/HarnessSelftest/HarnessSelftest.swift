@@ -61,7 +61,49 @@ let harnessSelftestSuite = Suite(
             let values: [Int] = []
             _ = values[1]
         },
+        // The kernel log, through the file KVMCHECK_KERNEL_LOG names: "the kernel" prints while the check runs.
+        Check("kernel_logs_a_line", uapi: []) { _ in
+            try appendToInjectedKernelLog(["6,9001,100,-;kvm: harness line printed while the check ran"])
+        },
+        Check("kernel_splats_while_passing", uapi: []) { _ in
+            try appendToInjectedKernelLog([
+                "4,9002,200,-;WARNING: CPU: 1 PID: 4242 at arch/x86/kvm/x86.c:1234 kvm_arch_vcpu_ioctl_run+0x5a/0x60 [kvm]",
+                "4,9003,201,-;Modules linked in: kvm_pvm kvm",
+                "4,9004,202,-;Call Trace:",
+                "4,9005,203,-; <TASK>",
+                "4,9006,204,-; kvm_vcpu_ioctl+0x2f0/0x700 [kvm]",
+            ])
+        },
+        // Preconditions: one that fails, and a dependent that must be SKIP naming it.
+        harnessFailingPrecondition,
+        Check("depends_on_failing_precondition", uapi: [],
+              preconditions: [CheckRef("_harness", harnessFailingPrecondition)]) { _ in
+            throw Failure("the body ran although its precondition failed")
+        },
+        Check("depends_on_passing_precondition", uapi: [],
+              preconditions: [CheckRef("_harness", harnessPassingPrecondition)]) { t in t.note("body ran") },
+        harnessPassingPrecondition,
+        Check("reports_every_sub_case", uapi: []) { t in
+            for n in 0..<4 { t.verifyEqual(UInt64(n), 2, "sub-case \(n)") }
+            t.subCase("a sub-case that stops early") { throw Failure("stopped", expected: "x", observed: "y") }
+            t.note("every sub-case ran")
+        },
+        Check("cannot_be_observed", uapi: []) { _ in throw Skip.cannotObserve("no positive control in the harness") },
     ])
+
+let harnessFailingPrecondition = Check("failing_precondition", uapi: []) { t in
+    try t.expectEqual(UInt64(0xBAD), 0x600D, "the behaviour a dependent relies on")
+}
+let harnessPassingPrecondition = Check("passing_precondition", uapi: []) { _ in }
+
+/// Appends kmsg-format records to the file the harness's tests name in KVMCHECK_KERNEL_LOG.
+func appendToInjectedKernelLog(_ records: [String]) throws {
+    guard let path = environment("KVMCHECK_KERNEL_LOG"), let f = fopen(path, "a") else {
+        throw Skip("KVMCHECK_KERNEL_LOG not set or not writable")
+    }
+    defer { fclose(f) }
+    for r in records { fputs(r + "\n", f) }
+}
 
 func harnessSetting(_ t: CheckContext) throws -> HostSetting {
     guard let path = environment("KVMCHECK_HARNESS_SETTING") else { throw Skip("KVMCHECK_HARNESS_SETTING not set") }

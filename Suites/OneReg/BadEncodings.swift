@@ -71,15 +71,8 @@ let oneRegFeatures: [Feature] = [
             }),
     Feature("KVM_GET_REG_LIST (x86)", advertisement: "KVM_CAP_ONE_REG",
             advertised: { kvm, _ in ((try? kvm.checkExtension(.oneReg)) ?? 0) != 0 },
-            probe: { kvm, _ in
-                guard let vcpu = try? kvm.createVM().createVCPU() else { return .misbehaves("cannot create a vCPU") }
-                let (result, n) = vcpu.regList(capacity: 0)
-                switch result {
-                case .success: return n == 0 ? .works("n = 0 succeeds (no KVM-defined registers)") : .misbehaves("success but n = \(n)")
-                case .failure(let e) where e.errno?.symbolicName == "E2BIG": return .works("E2BIG, n = \(n)")
-                case .failure(let e): return .absent("\(e)")
-                }
-            }),
+            decidedBy: [CheckRef("one-reg", guestSSPAbsentCheck), CheckRef("one-reg", regListE2BIGCheck),
+                        CheckRef("one-reg", regListEntriesReadableCheck)]),
     Feature("KVM_REG_GUEST_SSP", advertisement: "SHSTK in KVM_GET_SUPPORTED_CPUID",
             advertised: { kvm, _ in (try? kvm.supportedCPUID()).map { CPUIDFeature.shadowStack.isSet(in: $0) } },
             probe: { kvm, _ in

@@ -16,19 +16,7 @@ let guestDRUAPI = ["KVM_SET_DEBUGREGS", "KVM_GET_DEBUGREGS", "guest DR0-DR7"]
 let pvmGuestDebugSuite: Suite = Suite(
     "pvm-guest-debug", summary: "guest-owned DR7, #DB/#BP delivered to the guest unless the host debugs it",
     series: "pvm-guest-debug", features: pvmGuestDebugFeatures, checks: [
-        Check("guest_execute_breakpoints_deliver_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
-            let dr7 = DR7.fixed | (0..<4).reduce(0) { $0 | DR7.arming($1, .execute) }
-            let g = try guestArmedGuest(t, dr7: dr7, targets: (0..<4).map { .label("bp\($0)") }) { a in
-                for n in 0..<4 { a.label("bp\(n)"); a.nop() }
-                a.ucallSync(1)
-                a.ucallDone()
-            }
-            for n in 0..<4 {
-                try expectGuestDB(t, g, at: g.address("bp\(n)"), dr6: DR6.reporting(breakpoints: [n]),
-                                  "guest-owned DR\(n) execute breakpoint")
-            }
-            try g.expectSync(1)
-        },
+        guestExecuteBreakpointsCheck,
         Check("vmm_loaded_breakpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
             // Same as above with DR0/DR7 loaded by KVM_SET_DEBUGREGS at both levels, so a CPL0/CPL3
             // difference is told apart from a MOV-DR/SET_DEBUGREGS difference.
@@ -42,33 +30,8 @@ let pvmGuestDebugSuite: Suite = Suite(
                               "DR0 execute breakpoint loaded with KVM_SET_DEBUGREGS")
             try g.expectSync(1)
         },
-        Check("guest_write_watchpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
-            let dr7 = DR7.fixed | DR7.arming(1, .write, length: 4)
-            let g = try guestArmedGuest(t, dr7: dr7, targets: [.address(0), .address(watched)]) { a in
-                a.mov(dword: .absolute(watched), 0x1234)
-                a.label("after")
-                a.ucallSync(1)
-                a.ucallDone()
-            }
-            try expectGuestDB(t, g, at: g.address("after"), dr6: DR6.reporting(breakpoints: [1]),
-                              "guest-owned DR1 4-byte write watchpoint (a trap: RIP after the store)")
-            try g.expectSync(1)
-        },
-        Check("guest_int3_delivers_bp", uapi: ["int3", "#BP"], levels: .both) { t in
-            let g = try t.guest { a in
-                a.label("int3"); a.int3()
-                a.label("after")
-                a.ucallSync(1)
-                a.ucallDone()
-            }
-            let event = try g.next()
-            guard case .exception(let e) = event, e.vector == 3 else {
-                throw t.unexpected(event, expected: "#BP in the guest's handler (host debugging is off)")
-            }
-            try t.expect(e.rip == g.address("after"), "RIP in the guest's #BP frame",
-                         expected: g.describe(address: g.address("after")), observed: g.describe(address: e.rip))
-            try g.expectSync(1)
-        },
+        guestWriteWatchpointCheck,
+        guestInt3Check,
         Check("guest_dr7_gd_raises_db_bd", uapi: guestDRUAPI + ["DR7.GD", "DR6.BD"], levels: .only(.cpl0)) { t in
             let g = try t.guest { a in
                 a.mov(.rax, Int64(DR7.fixed | DR7.generalDetect))
@@ -242,4 +205,47 @@ func expectGuestDB(_ t: CheckContext, _ g: Guest, at rip: UInt64, dr6: DR6, _ wh
                  expected: g.describe(address: rip), observed: g.describe(address: e.rip))
     try t.expect(e.dr6 == dr6.rawValue, "\(what): DR6 read by the guest's #DB handler",
                  expected: "\(dr6)", observed: e.dr6.map { "\(DR6($0))" } ?? "not recorded")
+}
+
+let guestExecuteBreakpointsCheck = Check("guest_execute_breakpoints_deliver_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
+    let dr7 = DR7.fixed | (0..<4).reduce(0) { $0 | DR7.arming($1, .execute) }
+    let g = try guestArmedGuest(t, dr7: dr7, targets: (0..<4).map { .label("bp\($0)") }) { a in
+        for n in 0..<4 { a.label("bp\(n)"); a.nop() }
+        a.ucallSync(1)
+        a.ucallDone()
+    }
+    for n in 0..<4 {
+        try expectGuestDB(t, g, at: g.address("bp\(n)"), dr6: DR6.reporting(breakpoints: [n]),
+                          "guest-owned DR\(n) execute breakpoint")
+    }
+    try g.expectSync(1)
+}
+
+let guestWriteWatchpointCheck = Check("guest_write_watchpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
+    let dr7 = DR7.fixed | DR7.arming(1, .write, length: 4)
+    let g = try guestArmedGuest(t, dr7: dr7, targets: [.address(0), .address(watched)]) { a in
+        a.mov(dword: .absolute(watched), 0x1234)
+        a.label("after")
+        a.ucallSync(1)
+        a.ucallDone()
+    }
+    try expectGuestDB(t, g, at: g.address("after"), dr6: DR6.reporting(breakpoints: [1]),
+                      "guest-owned DR1 4-byte write watchpoint (a trap: RIP after the store)")
+    try g.expectSync(1)
+}
+
+let guestInt3Check = Check("guest_int3_delivers_bp", uapi: ["int3", "#BP"], levels: .both) { t in
+    let g = try t.guest { a in
+        a.label("int3"); a.int3()
+        a.label("after")
+        a.ucallSync(1)
+        a.ucallDone()
+    }
+    let event = try g.next()
+    guard case .exception(let e) = event, e.vector == 3 else {
+        throw t.unexpected(event, expected: "#BP in the guest's handler (host debugging is off)")
+    }
+    try t.expect(e.rip == g.address("after"), "RIP in the guest's #BP frame",
+                 expected: g.describe(address: g.address("after")), observed: g.describe(address: e.rip))
+    try g.expectSync(1)
 }

@@ -164,7 +164,7 @@ struct GuestDebugSuitesEndToEndTests {
         for row in ["KVM_GUESTDBG_SINGLESTEP", "KVM_GUESTDBG_USE_HW_BP", "KVM_GUESTDBG_USE_SW_BP", "KVM_GUESTDBG_BLOCKIRQ",
                     "KVM_CAP_X86_GUEST_DEBUG_CR3", "guest-owned DR7 (#DB to the guest)", "guest int3 (#BP to the guest)"] {
             let line = r.lines.first { $0.hasPrefix(row + " ") }
-            #expect(["present", "absent", "broken"].contains { line?.contains("  \($0)  ") == true }, "\(row): \(line ?? "missing")")
+            #expect(["present", "absent", "broken", "untestable here", "precondition failed"].contains { line?.contains("  \($0)  ") == true }, "\(row): \(line ?? "missing")")
         }
     }
 }

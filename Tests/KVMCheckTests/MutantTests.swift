@@ -35,6 +35,8 @@ struct MutantTests {
                 if now == "fail" && was != "fail" { killed.append(id) }
             } else if mutant.becomesGap.contains(where: { globMatch($0, id) }) {
                 #expect(now == was || now == "skip", "\(name) may only make \(id) a gap (was \(was), now \(now))")
+            } else if was == "skip", mutant.makesObservable.contains(where: { globMatch($0, id) }) {
+                #expect(now != "crash" && now != "timeout", "\(name) is \(id)'s positive control: it may get a verdict, not break")
             } else {
                 #expect(now == was, "\(name) must leave \(id) alone (was \(was), now \(now))")
             }

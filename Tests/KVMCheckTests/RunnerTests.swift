@@ -82,7 +82,7 @@ struct EndToEndTests {
                     "KVM_{GET,SET}_ONE_REG (x86 MSRs)", "KVM_GET_REG_LIST (x86)", "KVM_REG_GUEST_SSP"] {
             let line = r.lines.first { $0.hasPrefix(row) }
             #expect(line != nil, "row \(row)")
-            #expect(["present", "absent", "broken"].contains { line?.contains("  \($0)  ") == true }, "\(line ?? "")")
+            #expect(["present", "absent", "broken", "untestable here", "precondition failed"].contains { line?.contains("  \($0)  ") == true }, "\(line ?? "")")
         }
     }
 }
