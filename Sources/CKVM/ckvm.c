@@ -167,6 +167,74 @@ long ckvm_interrupt(int fd, uint32_t irq) {
 }
 long ckvm_get_lapic(int fd, struct kvm_lapic_state *l) { return ckvm_ioctl(fd, KVM_GET_LAPIC, l); }
 long ckvm_set_lapic(int fd, const struct kvm_lapic_state *l) { return ckvm_ioctl(fd, KVM_SET_LAPIC, (void *)l); }
+long ckvm_translate(int fd, struct kvm_translation *tr) { return ckvm_ioctl(fd, KVM_TRANSLATE, tr); }
+
+/* ---- sync-regs racers ---- */
+struct ckvm_racer {
+    pthread_t thread;
+    struct kvm_run *run;
+    int kind;
+    volatile int stop;
+    volatile unsigned long rounds;
+};
+
+#define RACE_STORE(lvalue, value) (*(volatile __typeof__(lvalue) *)&(lvalue) = (value))
+
+static void *racer_main(void *arg) {
+    struct ckvm_racer *r = arg;
+    struct kvm_run *run = r->run;
+    struct kvm_vcpu_events *ev = &run->s.regs.events;
+    __u64 pae_on = run->s.regs.sregs.cr4 | (1ull << 5), pae_off = pae_on & ~(1ull << 5);
+    if (r->kind == CKVM_RACE_PENDING_AND_INJECTED) RACE_STORE(ev->exception.nr, 6);
+    while (!r->stop) {
+        switch (r->kind) {
+        case CKVM_RACE_CR4_PAE:
+            RACE_STORE(run->kvm_dirty_regs, KVM_SYNC_X86_SREGS);
+            RACE_STORE(run->s.regs.sregs.cr4, pae_on);
+            for (int i = 0; i < 512; i++) __asm__ volatile("nop");
+            RACE_STORE(run->s.regs.sregs.cr4, pae_off);
+            break;
+        case CKVM_RACE_EXCEPTION_VECTOR:
+            RACE_STORE(run->kvm_dirty_regs, KVM_SYNC_X86_EVENTS);
+            RACE_STORE(ev->flags, 0);
+            RACE_STORE(ev->exception.nr, 6);
+            RACE_STORE(ev->exception.pending, 1);
+            RACE_STORE(ev->exception.nr, 255);
+            break;
+        default:
+            RACE_STORE(run->kvm_dirty_regs, KVM_SYNC_X86_EVENTS);
+            RACE_STORE(ev->flags, 0);
+            RACE_STORE(ev->exception.injected, 1);
+            RACE_STORE(ev->exception.pending, 1);
+            break;
+        }
+        r->rounds++;
+    }
+    return NULL;
+}
+
+struct ckvm_racer *ckvm_racer_start(struct kvm_run *run, int kind, int *err) {
+    struct ckvm_racer *r = calloc(1, sizeof(*r));
+    if (!r) { *err = ENOMEM; return NULL; }
+    r->run = run;
+    r->kind = kind;
+    /* The racer must never take the vCPU thread's watchdog signal. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
+    int e = pthread_create(&r->thread, NULL, racer_main, r);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (e) { free(r); *err = e; return NULL; }
+    return r;
+}
+
+unsigned long ckvm_racer_stop(struct ckvm_racer *r) {
+    r->stop = 1;
+    pthread_join(r->thread, NULL);
+    unsigned long rounds = r->rounds;
+    free(r);
+    return rounds;
+}
 
 /* ---- memory ---- */
 void *ckvm_mmap_anonymous(size_t size, int *err) {

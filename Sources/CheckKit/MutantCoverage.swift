@@ -9,7 +9,12 @@ public enum MutantCoverage {
         "pvm-guest-debug/guest_int3_delivers_bp/cpl3": int3,
         "debugctl/guest_rdmsr_hides_freeze_in_smm/cpl0": guestMSR,
         "debugctl/guest_wrmsr_freeze_in_smm_faults/cpl0": guestMSR,
+        "msrs/guest_gp_when_cpuid_lacks_feature/cpl0": guestMSRFault,
+        "msrs/guest_wrmsr_reserved_value_faults/cpl0": guestMSRFault,
     ]
+    static let guestMSRFault = "the guest's #GP is decided inside one KVM_RUN; the seam can only re-add a CPUID feature at "
+        + "KVM_SET_CPUID2, which changes nothing on a host whose KVM lacks it (KVM masks guest CPUID with what it supports), "
+        + "and cannot make a reserved or non-canonical WRMSR succeed, so no mutant could be held to kill it everywhere"
     static let guestMSR = "the guest's RDMSR/WRMSR of DEBUGCTL is handled inside one KVM_RUN; the ioctl seam cannot make the "
         + "kernel store bit 14 (it refuses or drops it), so no mutant can make the guest see or set it"
     static let int3 = "int3 -> guest #BP happens inside one KVM_RUN with host debugging off, with no ioctl to pervert; "

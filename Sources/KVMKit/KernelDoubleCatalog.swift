@@ -60,28 +60,28 @@ extension KernelDoubles {
 
     static let mutants: [KernelDouble] = [
         .mutant("blockirq-ignored", "KVM_GUESTDBG_BLOCKIRQ accepted but ignored: IRQs are injected while stepping",
-                kills: blockIRQChecks) { call, forward in
+                kills: blockIRQChecks + ["debug-regs/blockirq_steps_*"]) { call, forward in
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) { dbg.pointee.control &= ~blockIRQBit }
             return forward(call)
         },
         .mutant("blockirq-rejected", "KVM_SET_GUEST_DEBUG refuses BLOCKIRQ with EINVAL although GUEST_DEBUG2 advertises it",
-                kills: ["guest-debug/advertised_flags_accepted", "blockirq/kvm_interrupt_with_userspace_irqchip/*"] + blockIRQChecks) { call, forward in
+                kills: ["guest-debug/advertised_flags_accepted", "blockirq/kvm_interrupt_with_userspace_irqchip/*"] + blockIRQChecks + ["debug-regs/blockirq_steps_*"]) { call, forward in
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self),
                dbg.pointee.control & blockIRQBit != 0 { return -Int(EINVAL) }
             return forward(call)
         },
         .afterRun("debug-pc-off-by-one", "kvm_debug_exit_arch.pc reports the byte after the right address",
                   kills: ["guest-debug/single_step_stops_after_each_instruction/*", "guest-debug/hw_*", "guest-debug/sw_breakpoint_*",
-                          "pvm-guest-debug/host_single_step_takes_guest_db/*"]) { _, run in
+                          "pvm-guest-debug/host_single_step_takes_guest_db/*", "debug-regs/*"]) { _, run in
             if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.pc &+= 1 }
         }.withGaps(singleStepDependents + hwBreakpointDependents),
         .afterRun("debug-dr6-status-lost", "kvm_debug_exit_arch.dr6 loses its status bits (B0-B3, BD, BS)",
                   kills: ["guest-debug/single_step_stops_after_each_instruction/*", "guest-debug/hw_*",
-                          "pvm-guest-debug/host_single_step_takes_guest_db/*"]) { _, run in
+                          "pvm-guest-debug/host_single_step_takes_guest_db/*", "debug-regs/*"]) { _, run in
             if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.dr6 = 0xFFFF_0FF0 }
         }.withGaps(singleStepDependents + hwBreakpointDependents),
         .mutant("single-step-dropped", "the second single-step #DB of each vCPU is dropped (the vCPU runs on to the next one)",
-                kills: ["guest-debug/single_step_stops_after_each_instruction/*"]) { call, forward in
+                kills: ["guest-debug/single_step_stops_after_each_instruction/*", "debug-regs/blockirq_steps_*"]) { call, forward in
             var r = forward(call)
             if call.isRun, r >= 0, let run = call.run, run.pointee.exit_reason == exitDebug, run.pointee.debug.arch.dr6 & (1 << 14) != 0 {
                 let key = "steps@\(call.fd)"
@@ -133,7 +133,7 @@ extension KernelDoubles {
         .mutant("guest-debug-disable-ignored", "KVM_SET_GUEST_DEBUG with control 0 is a no-op: debugging stays on",
                 kills: ["guest-debug/disabling_guest_debug_stops_exits/*", "guest-debug/single_step_tf_hidden/*",
                         "guest-debug/hw_*", "blockirq/irq_delivered_after_blockirq_cleared/*",
-                        "blockirq/irq_held_while_running_with_blockirq/*"]) { call, forward in
+                        "blockirq/irq_held_while_running_with_blockirq/*", "debug-regs/blockirq_steps_*", "debug-regs/host_dr7_gd_exits_at_dr_access/*"]) { call, forward in
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self), dbg.pointee.control == 0 { return 0 }
             return forward(call)
         }.withGaps(hwBreakpointDependents),
@@ -171,7 +171,7 @@ extension KernelDoubles {
         },
         .mutant("sync-regs-stale", "kvm_run.s is not refreshed on exit: userspace reads the previous contents",
                 // A stale s also corrupts the dirty-regs checks' read-modify-write of it.
-                kills: ["sync-regs/synced_*", "sync-regs/dirty_regs_write_reaches_guest/*", "sync-regs/dirty_sregs_cr0_reaches_guest/*"]) { call, forward in
+                kills: ["sync-regs/synced_*", "sync-regs/dirty_regs_write_reaches_guest/*", "sync-regs/dirty_sregs_cr0_reaches_guest/*", "sync-regs-upstream/race_*", "sync-regs-upstream/dirty_all_sets_with_valid_zero_reach_guest_copy_nothing", "sync-regs-upstream/apic_base_via_dirty_sregs"]) { call, forward in
             guard call.isRun, let run = call.run else { return forward(call) }
             let before = run.pointee.s
             let r = forward(call)
@@ -179,7 +179,7 @@ extension KernelDoubles {
             return r
         },
         .mutant("sync-regs-copied-unasked", "kvm_run.s.regs is written even when kvm_valid_regs is 0",
-                kills: ["sync-regs/valid_regs_zero_copies_nothing"]) { call, forward in
+                kills: ["sync-regs/valid_regs_zero_copies_nothing", "sync-regs-upstream/dirty_all_sets_with_valid_zero_reach_guest_copy_nothing"]) { call, forward in
             let r: Int = forward(call)
             guard call.isRun, r >= 0, let run = call.run, run.pointee.kvm_valid_regs == 0 else { return r }
             var regs = kvm_regs()
@@ -187,7 +187,7 @@ extension KernelDoubles {
             return r
         },
         .mutant("dirty-regs-ignored", "kvm_dirty_regs is ignored: userspace's writes to kvm_run.s never reach the vCPU",
-                kills: ["sync-regs/dirty_*", "sync-regs/undefined_dirty_bit_einval_before_entry"]) { call, forward in
+                kills: ["sync-regs/dirty_*", "sync-regs/undefined_dirty_bit_einval_before_entry", "sync-regs-upstream/dirty_all_sets_with_valid_zero_reach_guest_copy_nothing", "sync-regs-upstream/apic_base_via_dirty_sregs", "sync-regs-upstream/all_sets_plus_undefined_dirty_bit_einval_before_entry"]) { call, forward in
             if call.isRun, let run = call.run { run.pointee.kvm_dirty_regs = 0 }
             return forward(call)
         },
@@ -203,7 +203,7 @@ extension KernelDoubles {
             return forward(call)
         },
         .mutant("undefined-sync-bits-accepted", "undefined kvm_valid_regs/kvm_dirty_regs bits are ignored instead of EINVAL",
-                kills: ["sync-regs/undefined_*", "sync-regs/valid_plus_undefined_bit_einval_before_entry"]) { call, forward in
+                kills: ["sync-regs/undefined_*", "sync-regs/valid_plus_undefined_bit_einval_before_entry", "sync-regs-upstream/all_sets_plus_undefined_dirty_bit_einval_before_entry"]) { call, forward in
             if call.isRun, let run = call.run {
                 let keep = SyncRegSet.all.rawValue | CKVM_SYNC_REGS_CONDITIONAL
                 run.pointee.kvm_valid_regs &= keep
@@ -224,7 +224,7 @@ extension KernelDoubles {
                 kills: ["one-reg/one_reg_reads_equal_get_msrs", "one-reg/set_one_reg_seen_by_get_msrs_and_guest_rdmsr/*",
                         "one-reg/set_one_reg_rejects_noncanonical",
                         // DEBUGCTL (0x1d9) read through ONE_REG becomes 0x1d8's value.
-                        "debugctl/host_*", "debugctl/legacy_btf_lbr_accepted_and_views_agree/*"]) { call, forward in
+                        "debugctl/host_*", "debugctl/legacy_btf_lbr_accepted_and_views_agree/*", "msrs/guest_write_seen_by_host_then_*"]) { call, forward in
             if call.request == CKVM_REQ_GET_ONE_REG, let reg = call.arg(as: kvm_one_reg.self),
                reg.pointee.id >> 32 == ckvm_x86_reg_msr(0) >> 32 {
                 var swapped = reg.pointee
@@ -234,7 +234,7 @@ extension KernelDoubles {
             return forward(call)
         },
         .mutant("one-reg-bad-id-accepted", "KVM_{GET,SET}_ONE_REG succeed (as a no-op) for ids they should reject",
-                kills: ["one-reg/*_einval", "one-reg/set_one_reg_rejects_noncanonical", "one-reg/guest_ssp_absent_without_shstk"]) { call, forward in
+                kills: ["one-reg/*_einval", "one-reg/set_one_reg_rejects_noncanonical", "one-reg/guest_ssp_absent_without_shstk", "msrs/host_set_one_reg_refuses_reserved_value", "msrs/guest_ssp_get_and_set_einval_without_shstk"]) { call, forward in
             let r = forward(call)
             if (call.request == CKVM_REQ_GET_ONE_REG || call.request == CKVM_REQ_SET_ONE_REG), r == -Int(EINVAL) || r == -Int(ENOENT) {
                 return 0
@@ -253,7 +253,7 @@ extension KernelDoubles {
             return oneReg && r == -Int(ENOTTY) && VCPURegistry.runs[call.fd] == nil ? 0 : r
         },
         .mutant("one-reg-ssp-not-stored", "KVM_SET_ONE_REG(KVM_REG_GUEST_SSP) succeeds without storing the value",
-                kills: ["one-reg/guest_ssp_round_trips_with_shstk"]) { call, forward in
+                kills: ["one-reg/guest_ssp_round_trips_with_shstk", "msrs/guest_ssp_get_and_set_einval_without_shstk"]) { call, forward in
             if call.request == CKVM_REQ_SET_ONE_REG, let reg = call.arg(as: kvm_one_reg.self),
                reg.pointee.id == ckvm_x86_reg_kvm(UInt32(KVM_REG_GUEST_SSP)) { return 0 }
             return forward(call)
@@ -360,6 +360,74 @@ extension KernelDoubles {
             d.becomesGap = ["sync-regs/conditional_sync_on_marked_exits_only"]
             return d
         }(),
+        // Upstream parity (debug-regs, sync-regs-upstream, msrs).
+        .mutant("sync-regs-invalid-state-entered", "KVM_RUN enters with invalid dirty sync state (CR4.PAE clear in long mode, an exception vector > 31, an exception both pending and injected) and fails the entry instead of refusing it",
+                kills: ["sync-regs-upstream/race_*"]) { call, forward in
+            guard call.isRun, let run = call.run else { return forward(call) }
+            let dirty = run.pointee.kvm_dirty_regs, s = run.pointee.s.regs
+            let badSregs = dirty & SyncRegSet.sregs.rawValue != 0 && s.sregs.efer & 0x100 != 0 && s.sregs.cr4 & 0x20 == 0
+            let e = s.events.exception
+            let badEvents = dirty & SyncRegSet.events.rawValue != 0 && ((e.nr > 31 && e.pending != 0) || (e.pending != 0 && e.injected != 0))
+            guard badSregs || badEvents else { return forward(call) }
+            run.pointee.kvm_dirty_regs = 0
+            run.pointee.exit_reason = UInt32(KVM_EXIT_FAIL_ENTRY)
+            return 0
+        },
+        .mutant("sync-regs-cap-undefined-bit", "KVM_CHECK_EXTENSION(KVM_CAP_SYNC_REGS) also advertises bit 31, which no kernel defines",
+                kills: ["sync-regs-upstream/cap_advertises_no_undefined_bit"]) { call, forward in
+            let r = forward(call)
+            let cap = Int(bitPattern: UInt(bitPattern: call.arg))
+            return call.request == CKVM_REQ_CHECK_EXTENSION && cap == Int(KVM_CAP_SYNC_REGS) && r >= 0 ? r | 0x8000_0000 : r
+        },
+        .mutant("msr-host-write-dropped", "KVM_SET_MSRS / KVM_SET_ONE_REG of SYSENTER_ESP report success but store nothing",
+                kills: ["msrs/guest_write_seen_by_host_then_*"]) { call, forward in
+            if call.request == CKVM_REQ_SET_MSRS, let msrs = call.arg(as: kvm_msrs.self) {
+                var hit = false
+                forEachMSR(call) { index, _ in if index == 0x175 { hit = true } }
+                if hit { return Int(msrs.pointee.nmsrs) }
+            }
+            if call.request == CKVM_REQ_SET_ONE_REG, let reg = call.arg(as: kvm_one_reg.self), reg.pointee.id == ckvm_x86_reg_msr(0x175) { return 0 }
+            return forward(call)
+        },
+        .mutant("msr-stale-at-first-run", "a vCPU starts with SYSENTER_EIP = 0x5eed5000 (a stale value) instead of its reset value 0",
+                kills: ["msrs/guest_rdmsr_reset_values/*", "msrs/three_vcpus_one_thread_keep_their_own_msrs/*"]) { call, forward in
+            if call.isRun {
+                let key = "first-run@\(call.fd)"
+                if DoubleState.counters[key] == nil { DoubleState.counters[key] = 1; setOneMSR(call.fd, 0x176, 0x5EED_5000) }
+            }
+            return forward(call)
+        },
+        .mutant("msr-index-list-drops-misc-enable", "KVM_GET_MSR_INDEX_LIST leaves out MISC_ENABLE, which KVM always emulates",
+                kills: ["msrs/msr_index_list_matches_supported_cpuid"]) { call, forward in
+            let r = forward(call)
+            guard call.request == CKVM_REQ_GET_MSR_INDEX_LIST, r >= 0, let list = call.arg(as: kvm_msr_list.self) else { return r }
+            let indices = (UnsafeMutableRawPointer(list) + MemoryLayout<kvm_msr_list>.size).assumingMemoryBound(to: UInt32.self)
+            let kept = (0..<Int(list.pointee.nmsrs)).map { indices[$0] }.filter { $0 != 0x1A0 }
+            for (i, v) in kept.enumerated() { indices[i] = v }
+            list.pointee.nmsrs = UInt32(kept.count)
+            return r
+        },
+        .mutant("msr-noncanonical-accepted-from-host", "KVM_SET_MSRS reports success for non-canonical FS/GS/KERNEL_GS_BASE, LSTAR, CSTAR, PLn_SSP values (storing nothing)",
+                kills: ["msrs/host_set_msrs_refuses_reserved_value"]) { call, forward in
+            guard call.request == CKVM_REQ_SET_MSRS, let msrs = call.arg(as: kvm_msrs.self) else { return forward(call) }
+            var hit = false
+            forEachMSR(call) { index, data in
+                let addressMSR = [0xC000_0100, 0xC000_0101, 0xC000_0102, 0xC000_0082, 0xC000_0083].contains(index) || (0x6A4...0x6A7).contains(index)
+                let v = Int64(bitPattern: data.pointee)
+                if addressMSR && (v << 16) >> 16 != v { hit = true }
+            }
+            return hit ? Int(msrs.pointee.nmsrs) : forward(call)
+        },
+        .mutant("guest-ssp-reset-nonzero", "KVM_GET_ONE_REG(KVM_REG_GUEST_SSP) on a fresh vCPU returns 0x7fff0ff8 instead of 0",
+                kills: ["msrs/guest_ssp_reset_value_zero"]) { call, forward in
+            let r = forward(call)
+            if call.request == CKVM_REQ_GET_ONE_REG, r >= 0, let reg = call.arg(as: kvm_one_reg.self),
+               reg.pointee.id == ckvm_x86_reg_kvm(UInt32(KVM_REG_GUEST_SSP)),
+               let value = UnsafeMutablePointer<UInt64>(bitPattern: UInt(reg.pointee.addr)), value.pointee == 0 {
+                value.pointee = 0x7FFF_0FF8
+            }
+            return r
+        },
     ]
 }
 
@@ -394,4 +462,17 @@ func forEachMSR(_ call: IoctlCall, limit: Int = .max, _ body: (UInt32, UnsafeMut
         let entry = (base + i * MemoryLayout<kvm_msr_entry>.stride).assumingMemoryBound(to: kvm_msr_entry.self)
         withUnsafeMutablePointer(to: &entry.pointee.data) { body(entry.pointee.index, $0) }
     }
+}
+
+/// KVM_SET_MSRS of one MSR straight to the kernel (for doubles that plant state).
+func setOneMSR(_ fd: CInt, _ index: UInt32, _ value: UInt64) {
+    let size = MemoryLayout<kvm_msrs>.size + MemoryLayout<kvm_msr_entry>.stride
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 8)
+    defer { raw.deallocate() }
+    raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+    raw.assumingMemoryBound(to: kvm_msrs.self).pointee.nmsrs = 1
+    let entry = (raw + MemoryLayout<kvm_msrs>.size).assumingMemoryBound(to: kvm_msr_entry.self)
+    entry.pointee.index = index
+    entry.pointee.data = value
+    _ = ckvm_real_ioctl(fd, CKVM_REQ_SET_MSRS, raw)
 }

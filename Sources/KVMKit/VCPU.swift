@@ -6,7 +6,7 @@ import SystemPackage
 public final class VCPU {
     public let vm: VirtualMachine
     let fd: FileDescriptor
-    private let shared: UnsafeMutablePointer<kvm_run>
+    let shared: UnsafeMutablePointer<kvm_run> // internal: UpstreamParity.swift starts racers on it
     private let mmapSize: Int
 
     init(vm: VirtualMachine, fd: FileDescriptor, mmapSize: Int) throws(KVMError) {

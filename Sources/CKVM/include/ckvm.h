@@ -124,6 +124,8 @@ static const unsigned long CKVM_REQ_SET_ONE_REG = KVM_SET_ONE_REG;
 static const unsigned long CKVM_REQ_GET_REG_LIST = KVM_GET_REG_LIST;
 static const unsigned long CKVM_REQ_GET_MSRS = KVM_GET_MSRS;
 static const unsigned long CKVM_REQ_SET_MSRS = KVM_SET_MSRS;
+static const unsigned long CKVM_REQ_GET_MSR_INDEX_LIST = KVM_GET_MSR_INDEX_LIST;
+static const unsigned long CKVM_REQ_SET_CPUID2 = KVM_SET_CPUID2;
 
 /* ===================== benchmark reference ===================== */
 
@@ -171,6 +173,25 @@ long ckvm_get_reg_list(int vcpu_fd, uint64_t *n, uint64_t *regs);
 long ckvm_interrupt(int vcpu_fd, uint32_t irq);
 long ckvm_get_lapic(int vcpu_fd, struct kvm_lapic_state *lapic);
 long ckvm_set_lapic(int vcpu_fd, const struct kvm_lapic_state *lapic);
+long ckvm_translate(int vcpu_fd, struct kvm_translation *tr);
+
+/* ===================== sync-regs racers (sync_regs_test's races) ===================== */
+
+/*
+ * A second thread that rewrites kvm_run's synced state in a tight loop while the
+ * caller's thread keeps calling KVM_RUN.  Plain C so the writes are exactly the
+ * volatile stores the race needs, with no Swift exclusivity checks in the way.
+ */
+enum ckvm_race_kind {
+    CKVM_RACE_CR4_PAE = 0,          /* dirty SREGS, CR4.PAE toggled on and off */
+    CKVM_RACE_EXCEPTION_VECTOR = 1, /* dirty EVENTS, pending exception #UD then vector 255 */
+    CKVM_RACE_PENDING_AND_INJECTED = 2, /* dirty EVENTS, one exception both pending and injected */
+};
+struct ckvm_racer;
+/* Starts the racer on `run`; NULL with *err = errno when the thread cannot start. */
+struct ckvm_racer *ckvm_racer_start(struct kvm_run *run, int kind, int *err);
+/* Stops and frees it; returns how many rounds of writes it made. */
+unsigned long ckvm_racer_stop(struct ckvm_racer *racer);
 
 /* ===================== memory ===================== */
 
