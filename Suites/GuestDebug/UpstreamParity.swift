@@ -166,7 +166,12 @@ func upstreamStepCheck(_ t: CheckContext, pending: PendingIRQSource) throws {
         let next = order[i + 1]
         let event = try g.next()
         expectExit(&cases, g, event, "step \(i + 1) over \(label)", pc: g.address(next), dr6: DR6.reporting(singleStep: true))
-        guard case .exit(.debug) = event else { break }
+        guard case .exit(.debug) = event else {
+            if i + 2 < order.count {
+                cases.unreached("steps \(i + 2)-\(order.count - 1)", expected: "each stops after its instruction", observed: "not reached (the walk left the sequence)")
+            }
+            break
+        }
     }
     try g.vcpu.setGuestDebug([])
     let rest = try g.next()

@@ -254,7 +254,7 @@ let sampleIDs = sampleResults.flatMap(\.results).map(\.id)
     @Test func singlePatchMatchesTheBlockIRQManifest() throws {
         let r = try kvmcheck(["plan", "\(fixtures)/blockirq.patch"])
         #expect(r.status == 0)
-        #expect(r.stdout.contains("patches/guestdbg-blockirq.md [merged, Linux 5.15] suites blockirq, guest-debug: KVM_GUESTDBG_BLOCKIRQ"))
+        #expect(r.stdout.contains("patches/guestdbg-blockirq.md [merged, Linux 5.15] suites blockirq, guest-debug, debug-regs: KVM_GUESTDBG_BLOCKIRQ"))
     }
 
     @Test func theProjectsOwnKernelPatchesAreFullyCovered() throws {
