@@ -117,7 +117,7 @@ extension KernelDoubles {
             return forward(call)
         },
         .mutant("lapic-irr-dropped", "KVM_SET_LAPIC drops the pending interrupts (IRR) userspace set",
-                kills: ["blockirq/pending_lapic_irq_delivered_without_blockirq/*"]) { call, forward in
+                kills: ["blockirq/pending_lapic_irq_delivered_without_blockirq/*", "debug-regs/blockirq_steps_sti_cpuid_wrmsr_with_set_lapic_irr/*"]) { call, forward in
             if call.request == kvmSetLAPIC, let page = call.arg {
                 for i in 0..<8 { (page + 0x200 + 0x10 * i).storeBytes(of: UInt32(0), as: UInt32.self) }
             }
