@@ -67,13 +67,11 @@ enum Fuzz {
                 bytes.insert(contentsOf: other[from..<min(other.count, from + rng.below(512))], at: at)
             default:
                 // Whole-line transformations: CRLF, quoting, indentation.
-                var text = String(decoding: bytes, as: UTF8.self)
                 switch rng.below(3) {
-                case 0: text = text.replacingOccurrences(of: "\n", with: "\r\n")
-                case 1: text = text.split(separator: "\n", omittingEmptySubsequences: false).map { "> " + $0 }.joined(separator: "\n")
-                default: text = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasPrefix(" ") ? $0.dropFirst() : $0 }.joined(separator: "\n")
+                case 0: bytes = mapLines(bytes) { $0.last == 0x0D ? $0 : $0 + [0x0D] }
+                case 1: bytes = mapLines(bytes) { Array("> ".utf8) + $0 }
+                default: bytes = mapLines(bytes) { $0.first == 0x20 ? Array($0.dropFirst()) : $0 }
                 }
-                bytes = Array(text.utf8)
             }
         }
         return bytes
@@ -93,6 +91,24 @@ enum Fuzz {
             iteration += 1
         }
         return iteration
+    }
+
+    /// Applies `transform` to each LF-separated line (bytes, so a CR stays where it was:
+    /// splitting a String on "\n" would not split "\r\n", one Character).
+    static func mapLines(_ bytes: [UInt8], _ transform: ([UInt8]) -> [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        for (i, line) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
+            if i > 0 { out.append(0x0A) }
+            out += transform(Array(line))
+        }
+        return out
+    }
+
+    /// Keeps a failing input for reproduction; returns its path.
+    static func save(_ input: [UInt8], _ tag: String) -> String {
+        let path = NSTemporaryDirectory() + "kvmcheck-fuzz-" + tag.map { $0.isLetter || $0.isNumber ? $0 : "-" } + ".bin"
+        FileManager.default.createFile(atPath: path, contents: Data(input))
+        return path
     }
 
     /// One `\n`-terminated line, or none at all, and no line-breaking character inside.
@@ -145,7 +161,7 @@ extension String {
             }
             #expect(!parsed.subject.isEmpty && !parsed.link.isEmpty && !parsed.status.isEmpty && !parsed.suites.isEmpty, "\(tag)")
             #expect(!parsed.suites.contains(""), "\(tag)")
-            if !text.contains("\r") {
+            if !text.unicodeScalars.contains("\r") {
                 let crlf = try? SeriesManifest.parse(text.replacingOccurrences(of: "\n", with: "\r\n"), series: "fuzz", file: "fuzz.md")
                 #expect(crlf == parsed, "\(tag): CRLF changed the manifest")
             }
@@ -173,11 +189,15 @@ extension String {
                 #expect(Fuzz.isOneLine("\(error)") && "\(error)".hasPrefix("fuzz.patch:"), "\(tag): \("\(error)".debugDescription)")
                 return
             }
-            if !text.contains("\r") {
+            if !text.unicodeScalars.contains("\r") {
                 #expect(try uapiChanges(in: text.replacingOccurrences(of: "\n", with: "\r\n"), name: "fuzz.patch") == changes, "\(tag): CRLF")
             }
-            let quoted = text.split(separator: "\n", omittingEmptySubsequences: false).map { "> " + $0 }.joined(separator: "\n")
-            #expect(try uapiChanges(in: quoted, name: "fuzz.patch") == changes, "\(tag): quoting")
+            let quoted = String(decoding: Fuzz.mapLines(input) { Array("> ".utf8) + $0 }, as: UTF8.self)
+            do {
+                #expect(try uapiChanges(in: quoted, name: "fuzz.patch") == changes, "\(tag): quoting (input: \(Fuzz.save(input, tag)))")
+            } catch {
+                Issue.record("\(tag): quoting made it fail: \(error) (input: \(Fuzz.save(input, tag)))")
+            }
             let plan = SeriesPlan(changes: changes, manifests: manifests, code: code, knownSuites: known)
             #expect(plan.suites.allSatisfy(known.contains), "\(tag): \(plan.suites)")
             #expect(Set(plan.uncovered.map(\.symbol)).union(plan.covered.flatMap(\.symbols)) == Set(plan.changes.map(\.symbol)), "\(tag)")
