@@ -259,8 +259,8 @@ enum CLIFuzz {
     static func campaign() throws {
         var rng = FuzzRandom(state: Fuzz.seed ^ 0xC11)
         let work = NSTemporaryDirectory() + "kvmcheck-fuzz-\(UUID().uuidString)"
-        let reports = "\(work)/reports"
-        try FileManager.default.createDirectory(atPath: reports, withIntermediateDirectories: true)
+        let reportsDir = "\(work)/reports"
+        try FileManager.default.createDirectory(atPath: reportsDir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         let env = ["KVMCHECK_HARNESS_SELFTEST": "1"]
         let expectations = Fuzz.corpus("expectations"), patches = Fuzz.corpus("patches")
@@ -290,10 +290,19 @@ enum CLIFuzz {
             let fileText = file.map { String(decoding: FileManager.default.contents(atPath: $0) ?? Data(), as: UTF8.self) } ?? ""
             let tag = "cli seed \(Fuzz.seed) run \(runs.count): \(args.map(\.debugDescription).joined(separator: " "))"
             let r = try runBounded(args, environment: env, timeout: timeout)
+            var reports = reports
+            if args.first == "run", r.status != 2 {
+                // stdout is a report too, in --format (the last one given wins).
+                let format = args.indices.last { args[$0] == "--format" && $0 + 1 < args.count }.map { args[$0 + 1] } ?? "tap"
+                let ext = ["tap": "tap", "ktap": "ktap", "junit": "xml", "json": "json"][format] ?? "txt"
+                let path = "\(reportsDir)/r\(runs.count)-stdout.\(ext)"
+                #expect(FileManager.default.createFile(atPath: path, contents: Data(r.stdout.utf8)))
+                reports.append(path)
+            }
             runs.append(Run(arguments: args, result: r, values: values, fileText: fileText, reports: reports, tag: tag))
         }
         func reportOptions(_ n: Int) -> ([String], [String]) {
-            let files = ["tap", "ktap", "junit", "json"].map { "\(reports)/r\(n).\($0 == "junit" ? "xml" : $0)" }
+            let files = ["tap", "ktap", "junit", "json"].map { "\(reportsDir)/r\(n).\($0 == "junit" ? "xml" : $0)" }
             return (["--tap", files[0], "--ktap", files[1], "--junit", files[2], "--json", files[3]], files)
         }
         let scale = Fuzz.runScale
@@ -365,7 +374,7 @@ enum CLIFuzz {
         }
         guard TapPy.available, !written.isEmpty else { return }
         var problems: [String: String] = [:]
-        let python = try runProcess(which("python3")!, ["\(Fuzz.corpusRoot)/validate_reports.py", reports])
+        let python = try runProcess(which("python3")!, ["\(Fuzz.corpusRoot)/validate_reports.py", reportsDir])
         for line in python.stdout.split(separator: "\n") {
             let parts = line.split(separator: "\t", maxSplits: 1)
             if parts.count == 2 { problems[String(parts[0])] = String(parts[1]) }
