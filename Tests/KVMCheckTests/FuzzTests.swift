@@ -33,9 +33,12 @@ enum Fuzz {
     static var runScale: Int { max(1, Int(seconds / 2.5)) }
     static let corpusRoot = repositoryRoot.appendingPathComponent("Tests/Fixtures/fuzz").path
 
-    static func corpus(_ folder: String) -> [[UInt8]] {
+    /// Patches and mboxes, plus the review threads `PlanSeedTests` uses (Tests/Fixtures/threads).
+    static var patchCorpus: [[UInt8]] { corpus("patches") + corpus("../threads", suffix: ".txt") }
+
+    static func corpus(_ folder: String, suffix: String = "") -> [[UInt8]] {
         let dir = "\(corpusRoot)/\(folder)"
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(suffix) }.sorted()
         return names.compactMap { FileManager.default.contents(atPath: "\(dir)/\($0)").map { [UInt8]($0) } }
     }
 
@@ -177,7 +180,7 @@ extension String {
     @Test func patchParser() throws {
         let known = SuiteRegistry.all().map(\.name)
         let manifests = try SeriesManifest.loadAll(from: repositoryRoot.appendingPathComponent("patches").path)
-        let n = try Fuzz.campaign("patches", corpus: Fuzz.corpus("patches")) { (input: [UInt8], tag: String) throws in
+        let n = try Fuzz.campaign("patches", corpus: Fuzz.patchCorpus) { (input: [UInt8], tag: String) throws in
             let text = String(decoding: input, as: UTF8.self)
             let started = Date()
             let changes: [UAPIChange]
@@ -263,7 +266,7 @@ enum CLIFuzz {
         try FileManager.default.createDirectory(atPath: reportsDir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         let env = ["KVMCHECK_HARNESS_SELFTEST": "1"]
-        let expectations = Fuzz.corpus("expectations"), patches = Fuzz.corpus("patches")
+        let expectations = Fuzz.corpus("expectations"), patches = Fuzz.patchCorpus
         var runs: [Run] = []
 
         func value() -> String { rng.pick(values) }
