@@ -63,9 +63,10 @@ public struct SeriesManifest: Sendable, Equatable {
                 m.symbols.append(String(parts[1]))
                 continue
             case .code:
-                let parts = line.dropFirst(2).split(separator: "`", omittingEmptySubsequences: false)
-                guard line.dropFirst(2).hasPrefix("`"), parts.count >= 3, let entry = Optional(String(parts[1])),
-                      !entry.isEmpty, !entry.contains(" ") else {
+                let item = line.dropFirst(2)
+                let parts = item.split(separator: "`", omittingEmptySubsequences: false)
+                let entry = parts.count >= 3 ? String(parts[1]) : ""
+                guard item.hasPrefix("`"), !entry.isEmpty, !entry.contains(" ") else {
                     throw ManifestError(file: file, line: n, reason: "a kernel code line must start with a file or function in backticks, e.g. - `arch/x86/kvm/x86.c` or - `kvm_vcpu_ioctl()`")
                 }
                 m.code.append(entry)

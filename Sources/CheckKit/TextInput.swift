@@ -14,7 +14,7 @@ public struct TextInputError: Error, Sendable, Equatable, CustomStringConvertibl
 /// A FIFO, a device or a directory is refused before it is opened, so `/dev/zero` cannot
 /// grow memory without bound and a FIFO with no writer cannot hang the run.
 public enum TextInput {
-    /// Far above any real series or expectations file (the Linux tree's largest patch is ~10 MiB).
+    /// Far above any real series, mbox or expectations file; a path to something huge stops here.
     public static let defaultLimit = 64 << 20
 
     /// How stdin is named in messages.

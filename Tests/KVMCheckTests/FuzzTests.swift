@@ -33,9 +33,12 @@ enum Fuzz {
     static var runScale: Int { max(1, Int(seconds / 2.5)) }
     static let corpusRoot = repositoryRoot.appendingPathComponent("Tests/Fixtures/fuzz").path
 
-    static func corpus(_ folder: String) -> [[UInt8]] {
+    /// Patches and mboxes, plus the review threads `PlanSeedTests` uses (Tests/Fixtures/threads).
+    static var patchCorpus: [[UInt8]] { corpus("patches") + corpus("../threads", suffix: ".txt") }
+
+    static func corpus(_ folder: String, suffix: String = "") -> [[UInt8]] {
         let dir = "\(corpusRoot)/\(folder)"
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(suffix) }.sorted()
         return names.compactMap { FileManager.default.contents(atPath: "\(dir)/\($0)").map { [UInt8]($0) } }
     }
 
@@ -67,13 +70,11 @@ enum Fuzz {
                 bytes.insert(contentsOf: other[from..<min(other.count, from + rng.below(512))], at: at)
             default:
                 // Whole-line transformations: CRLF, quoting, indentation.
-                var text = String(decoding: bytes, as: UTF8.self)
                 switch rng.below(3) {
-                case 0: text = text.replacingOccurrences(of: "\n", with: "\r\n")
-                case 1: text = text.split(separator: "\n", omittingEmptySubsequences: false).map { "> " + $0 }.joined(separator: "\n")
-                default: text = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasPrefix(" ") ? $0.dropFirst() : $0 }.joined(separator: "\n")
+                case 0: bytes = mapLines(bytes) { $0.last == 0x0D ? $0 : $0 + [0x0D] }
+                case 1: bytes = mapLines(bytes) { Array("> ".utf8) + $0 }
+                default: bytes = mapLines(bytes) { $0.first == 0x20 ? Array($0.dropFirst()) : $0 }
                 }
-                bytes = Array(text.utf8)
             }
         }
         return bytes
@@ -93,6 +94,24 @@ enum Fuzz {
             iteration += 1
         }
         return iteration
+    }
+
+    /// Applies `transform` to each LF-separated line (bytes, so a CR stays where it was:
+    /// splitting a String on "\n" would not split "\r\n", one Character).
+    static func mapLines(_ bytes: [UInt8], _ transform: ([UInt8]) -> [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        for (i, line) in bytes.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() {
+            if i > 0 { out.append(0x0A) }
+            out += transform(Array(line))
+        }
+        return out
+    }
+
+    /// Keeps a failing input for reproduction; returns its path.
+    static func save(_ input: [UInt8], _ tag: String) -> String {
+        let path = NSTemporaryDirectory() + "kvmcheck-fuzz-" + tag.map { $0.isLetter || $0.isNumber ? $0 : "-" } + ".bin"
+        FileManager.default.createFile(atPath: path, contents: Data(input))
+        return path
     }
 
     /// One `\n`-terminated line, or none at all, and no line-breaking character inside.
@@ -145,7 +164,7 @@ extension String {
             }
             #expect(!parsed.subject.isEmpty && !parsed.link.isEmpty && !parsed.status.isEmpty && !parsed.suites.isEmpty, "\(tag)")
             #expect(!parsed.suites.contains(""), "\(tag)")
-            if !text.contains("\r") {
+            if !text.unicodeScalars.contains("\r") {
                 let crlf = try? SeriesManifest.parse(text.replacingOccurrences(of: "\n", with: "\r\n"), series: "fuzz", file: "fuzz.md")
                 #expect(crlf == parsed, "\(tag): CRLF changed the manifest")
             }
@@ -161,7 +180,7 @@ extension String {
     @Test func patchParser() throws {
         let known = SuiteRegistry.all().map(\.name)
         let manifests = try SeriesManifest.loadAll(from: repositoryRoot.appendingPathComponent("patches").path)
-        let n = try Fuzz.campaign("patches", corpus: Fuzz.corpus("patches")) { (input: [UInt8], tag: String) throws in
+        let n = try Fuzz.campaign("patches", corpus: Fuzz.patchCorpus) { (input: [UInt8], tag: String) throws in
             let text = String(decoding: input, as: UTF8.self)
             let started = Date()
             let changes: [UAPIChange]
@@ -173,11 +192,15 @@ extension String {
                 #expect(Fuzz.isOneLine("\(error)") && "\(error)".hasPrefix("fuzz.patch:"), "\(tag): \("\(error)".debugDescription)")
                 return
             }
-            if !text.contains("\r") {
+            if !text.unicodeScalars.contains("\r") {
                 #expect(try uapiChanges(in: text.replacingOccurrences(of: "\n", with: "\r\n"), name: "fuzz.patch") == changes, "\(tag): CRLF")
             }
-            let quoted = text.split(separator: "\n", omittingEmptySubsequences: false).map { "> " + $0 }.joined(separator: "\n")
-            #expect(try uapiChanges(in: quoted, name: "fuzz.patch") == changes, "\(tag): quoting")
+            let quoted = String(decoding: Fuzz.mapLines(input) { Array("> ".utf8) + $0 }, as: UTF8.self)
+            do {
+                #expect(try uapiChanges(in: quoted, name: "fuzz.patch") == changes, "\(tag): quoting (input: \(Fuzz.save(input, tag)))")
+            } catch {
+                Issue.record("\(tag): quoting made it fail: \(error) (input: \(Fuzz.save(input, tag)))")
+            }
             let plan = SeriesPlan(changes: changes, manifests: manifests, code: code, knownSuites: known)
             #expect(plan.suites.allSatisfy(known.contains), "\(tag): \(plan.suites)")
             #expect(Set(plan.uncovered.map(\.symbol)).union(plan.covered.flatMap(\.symbols)) == Set(plan.changes.map(\.symbol)), "\(tag)")
@@ -239,11 +262,11 @@ enum CLIFuzz {
     static func campaign() throws {
         var rng = FuzzRandom(state: Fuzz.seed ^ 0xC11)
         let work = NSTemporaryDirectory() + "kvmcheck-fuzz-\(UUID().uuidString)"
-        let reports = "\(work)/reports"
-        try FileManager.default.createDirectory(atPath: reports, withIntermediateDirectories: true)
+        let reportsDir = "\(work)/reports"
+        try FileManager.default.createDirectory(atPath: reportsDir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: work) }
         let env = ["KVMCHECK_HARNESS_SELFTEST": "1"]
-        let expectations = Fuzz.corpus("expectations"), patches = Fuzz.corpus("patches")
+        let expectations = Fuzz.corpus("expectations"), patches = Fuzz.patchCorpus
         var runs: [Run] = []
 
         func value() -> String { rng.pick(values) }
@@ -270,10 +293,19 @@ enum CLIFuzz {
             let fileText = file.map { String(decoding: FileManager.default.contents(atPath: $0) ?? Data(), as: UTF8.self) } ?? ""
             let tag = "cli seed \(Fuzz.seed) run \(runs.count): \(args.map(\.debugDescription).joined(separator: " "))"
             let r = try runBounded(args, environment: env, timeout: timeout)
+            var reports = reports
+            if args.first == "run", r.status != 2 {
+                // stdout is a report too, in --format (the last one given wins).
+                let format = args.indices.last { args[$0] == "--format" && $0 + 1 < args.count }.map { args[$0 + 1] } ?? "tap"
+                let ext = ["tap": "tap", "ktap": "ktap", "junit": "xml", "json": "json"][format] ?? "txt"
+                let path = "\(reportsDir)/r\(runs.count)-stdout.\(ext)"
+                #expect(FileManager.default.createFile(atPath: path, contents: Data(r.stdout.utf8)))
+                reports.append(path)
+            }
             runs.append(Run(arguments: args, result: r, values: values, fileText: fileText, reports: reports, tag: tag))
         }
         func reportOptions(_ n: Int) -> ([String], [String]) {
-            let files = ["tap", "ktap", "junit", "json"].map { "\(reports)/r\(n).\($0 == "junit" ? "xml" : $0)" }
+            let files = ["tap", "ktap", "junit", "json"].map { "\(reportsDir)/r\(n).\($0 == "junit" ? "xml" : $0)" }
             return (["--tap", files[0], "--ktap", files[1], "--junit", files[2], "--json", files[3]], files)
         }
         let scale = Fuzz.runScale
@@ -345,7 +377,7 @@ enum CLIFuzz {
         }
         guard TapPy.available, !written.isEmpty else { return }
         var problems: [String: String] = [:]
-        let python = try runProcess(which("python3")!, ["\(Fuzz.corpusRoot)/validate_reports.py", reports])
+        let python = try runProcess(which("python3")!, ["\(Fuzz.corpusRoot)/validate_reports.py", reportsDir])
         for line in python.stdout.split(separator: "\n") {
             let parts = line.split(separator: "\t", maxSplits: 1)
             if parts.count == 2 { problems[String(parts[0])] = String(parts[1]) }
