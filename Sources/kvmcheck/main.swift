@@ -33,7 +33,7 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 }
 
 struct DeviceOptions: ParsableArguments {
-    @Option(help: "KVM device to open.")
+    @Option(parsing: .unconditional, help: "KVM device to open.")
     var device = "/dev/kvm"
 
     @Option(name: .customLong("debug-cr3-cap"), parsing: .unconditional,
@@ -94,10 +94,10 @@ enum LevelChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 struct SelectionOptions: ParsableArguments {
-    @Option(help: "Comma-separated suites to run (default: all).")
+    @Option(parsing: .unconditional, help: "Comma-separated suites to run (default: all).")
     var suite: String?
 
-    @Option(help: "Comma-separated globs on check ids, e.g. 'sync-regs/*cpl3'.")
+    @Option(parsing: .unconditional, help: "Comma-separated globs on check ids, e.g. 'sync-regs/*cpl3'.")
     var filter: String?
 
     @Option(help: "Privilege level(s) for guest payloads: 0, 3 or both.")
@@ -252,7 +252,7 @@ struct Run: ParsableCommand {
         if let doubles = activateKernelDoubles(settings) { header.notes.insert(doubles, at: 0) }
         // Host settings an earlier run changed and never put back (it was killed): restore them first.
         header.notes += HostRestore.applyOrphaned().map { "earlier run: \($0)" }
-        if !expectations.entries.isEmpty { header.notes.append("expectations: \(expectFile!) (\(expectations.entries.count) entries)") }
+        if !expectations.entries.isEmpty { header.notes.append("expectations: \(TextInput.displayName(expectFile!)) (\(expectations.entries.count) entries)") }
         if let cap = settings.debugCR3Capability {
             header.notes.append("\(CheckSettings.debugCR3CapabilityName) taken as \(cap) (\(settings.debugCR3CapabilitySource ?? "?"))")
         }
