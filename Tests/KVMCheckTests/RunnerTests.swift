@@ -27,7 +27,7 @@ struct RunnerTests {
         // The hanging check comes second: the first result must be on stdout before its timeout.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: kvmcheckBinary)
-        process.arguments = ["run", "--suite", "_harness", "--filter", "passes,guest_spins_forever", "--timeout", "3"]
+        process.arguments = ["run", "--suite", "_harness", "--filter", "passes,guest_spins_forever", "--timeout", "3", "--tap-version", "14"]
         process.environment = ProcessInfo.processInfo.environment.merging(selftest) { $1 }
         let out = Pipe()
         process.standardOutput = out
