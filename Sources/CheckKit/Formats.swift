@@ -74,8 +74,9 @@ public final class KTAPReporter: Reporter {
 /// KTAP descriptions may not contain `#` at all (kunit_parser reads the name as `[^#]*`).
 func ktapDescription(_ s: String) -> String { lineSafe(s).replacing("#", with: "no.") }
 
-/// A directive's reason: `#` escaped, so a reason holding " # SKIP" cannot become kunit_parser's SKIP.
-func ktapReason(_ s: String) -> String { lineSafe(s, escaping: "#") }
+/// A directive's reason, one line; a `#` followed by a space is escaped, so a reason holding " # SKIP"
+/// cannot become kunit_parser's SKIP (`#GP` stays as it is).
+func ktapReason(_ s: String) -> String { lineSafe(s).replacing("# ", with: "\\# ") }
 
 /// Everything a run produced, kept for the formats written once at the end (JUnit, JSON).
 final class RunRecord {

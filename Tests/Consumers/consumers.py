@@ -3,6 +3,7 @@
 
 usage: consumers.py FILE CONSUMER...
        consumers.py --available CONSUMER...   (exit 0 when all are installed, 77 otherwise)
+       consumers.py --installed               (prints the installed consumers, one per line)
 CONSUMER is one of:
   kunit        the kernel's tools/testing/kunit: kunit_parser.parse_run_tests (counts) and
                `kunit.py parse FILE` (exit status), from scripts/install-deps' cache
@@ -262,6 +263,14 @@ def available(name):
 
 
 def main(path, names):
+    if path == "--installed":
+        for name in CONSUMERS:
+            try:
+                available(name)
+                print(name)
+            except Missing:
+                pass
+        return 0
     if path == "--available":
         try:
             for name in names:
@@ -282,4 +291,4 @@ def main(path, names):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2:]))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "--installed", sys.argv[2:]))

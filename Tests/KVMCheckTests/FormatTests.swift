@@ -27,11 +27,14 @@ enum Consumers {
     static let xmllintMissing: Comment = "xmllint or the cached junit-10.xsd missing (scripts/install-deps installs them)"
     static let missing: Comment = "a consumer is not installed (run scripts/install-deps)"
 
+    /// The consumers installed here, asked once (one python3 start, not one per test).
+    static let installed: Set<String> = {
+        guard let python = which("python3"), let r = try? runProcess(python, [script, "--installed"]), r.status == 0 else { return [] }
+        return Set(r.stdout.split(separator: "\n").map(String.init))
+    }()
+
     /// Whether every named consumer is installed.
-    static func available(_ names: [String]) -> Bool {
-        guard let python = which("python3") else { return false }
-        return (try? runProcess(python, [script, "--available"] + names).status) == 0
-    }
+    static func available(_ names: [String]) -> Bool { installed.isSuperset(of: names) }
 
     /// What each named consumer saw in `text`: counts, verdict, problems (see consumers.py).
     static func run(_ text: String, suffix: String, _ names: [String]) throws -> [String: [String: Any]] {

@@ -91,6 +91,15 @@ func renderSample(version: Int) -> String {
         #expect(lines == ["ok 1 - s/a\\#b"])
     }
 
+    @Test func everyCheckIsCountedOnce() throws {
+        let e = try Expectations.parse("alpha/ok_check/* xfail was broken\nalpha/bad_check xfail known\n", file: "e.txt", knownIDs: sampleIDs)
+        var s = RunSummary()
+        sampleResults.flatMap(\.results).map(e.apply).forEach { s.add($0) }
+        #expect(s.total == 6 && s.passed == 0 && s.unexpectedPasses == 1 && s.expectedFailures == 1 && s.failed == 1
+                && s.skipped == 2 && s.informational == 1, "\(s)")
+        #expect(s.line == "0 passed, 1 failed, 2 skipped, 1 expected failures, 1 unexpected passes (fail the run)")
+    }
+
     @Test func skipAllIsAnEmptyPlanWithReason() {
         var lines: [String] = []
         TAPReporter(version: 14) { lines.append($0) }.skipAll(header: nil, reason: "cannot open /dev/kvm: ENOENT")
@@ -106,6 +115,9 @@ func renderSample(version: Int) -> String {
         #expect(s.exitCode == 0)
         s.informational = 2
         #expect(s.exitCode == 0, "informational results never fail the run")
+        s.unexpectedPasses = 1
+        #expect(s.exitCode == 1 && s.failed == 0, "an unexpected pass alone fails the run")
+        s.unexpectedPasses = 0
         s.failed = 1
         #expect(s.exitCode == 1)
         s.interruptedBy = "SIGINT"
