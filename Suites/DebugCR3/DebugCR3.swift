@@ -48,7 +48,7 @@ let debugCR3Suite = Suite(
                          observed: "\(finding)")
         },
         Check("cr3_on_single_step_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_SINGLESTEP"],
-              requires: [needsGuestDebug],
+              requires: [needsGuestDebug, needsDebugCR3],
               preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both) { t in
             try requireDebugCR3(t)
             let roots = CR3Roots(check: 1)
@@ -69,7 +69,7 @@ let debugCR3Suite = Suite(
             try t.expectEqual(seenRoots.count, 2, "distinct roots seen across the steps (both processes)")
         },
         Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug],
+              requires: [needsGuestDebug, needsDebugCR3],
               preconditions: [CheckRef("guest-debug", hwExecuteBreakpointCheck)], levels: .both) { t in
             try requireDebugCR3(t)
             let roots = CR3Roots(check: 2)
@@ -84,7 +84,7 @@ let debugCR3Suite = Suite(
             }
         },
         Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_SW_BP"],
-              requires: [needsGuestDebug],
+              requires: [needsGuestDebug, needsDebugCR3],
               preconditions: [CheckRef("guest-debug", swBreakpointCheck)], levels: .both) { t in
             try requireDebugCR3(t)
             let roots = CR3Roots(check: 3)
@@ -97,7 +97,7 @@ let debugCR3Suite = Suite(
                 try expectCR3(t, g, try stopWithCanary(g), root: root, "int3 with root 0x\(String(root, radix: 16))")
             }
         },
-        Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE"], requires: [needsGuestDebug],
+        Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE"], requires: [needsGuestDebug, needsDebugCR3],
               preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both) { t in
             try requireDebugCR3(t)
             guard try t.system.supportedCPUID().contains(where: { $0.function == 1 && $0.ecx & (1 << 17) != 0 }) else {
@@ -122,16 +122,27 @@ func debugCR3Advertised(_ kvm: KVMSystem, _ settings: CheckSettings) throws -> (
     return (number, try kvm.checkExtension(raw: number, name: CheckSettings.debugCR3CapabilityName))
 }
 
+/// The configured cap must be advertised: judged before the checks' preconditions, so a
+/// kernel without the series SKIPs for that, not for a behaviour the checks rely on.
+let needsDebugCR3 = Requirement.configured(CheckSettings.debugCR3CapabilityName) { kvm, settings in
+    do {
+        guard let cap = try debugCR3Advertised(kvm, settings) else { return debugCR3Gap(nil, settings) }
+        return cap.value == 0 ? debugCR3Gap(cap.number, settings) : nil
+    } catch { return "\(error)" }
+}
+
+func debugCR3Gap(_ number: Int?, _ settings: CheckSettings) -> String {
+    guard let number else {
+        return "no number configured for \(CheckSettings.debugCR3CapabilityName) (unmerged, no fixed number): "
+            + "pass --debug-cr3-cap N or add a capability line to patches/cr3-debug-exit.md"
+    }
+    return "KVM_CHECK_EXTENSION(\(number)) = 0: \(CheckSettings.debugCR3CapabilityName) absent "
+        + "(number \(number) from \(settings.debugCR3CapabilitySource ?? "settings"))"
+}
+
 /// Skips, naming the gap exactly, unless the configured cap is advertised.
 func requireDebugCR3(_ t: CheckContext) throws {
-    guard let cap = try debugCR3Advertised(t.system, t.settings) else {
-        throw Skip("no number configured for \(CheckSettings.debugCR3CapabilityName) (unmerged, no fixed number): "
-                   + "pass --debug-cr3-cap N or add a capability line to patches/cr3-debug-exit.md")
-    }
-    if cap.value == 0 {
-        throw Skip("KVM_CHECK_EXTENSION(\(cap.number)) = 0: \(CheckSettings.debugCR3CapabilityName) absent "
-                   + "(number \(cap.number) from \(t.settings.debugCR3CapabilitySource ?? "settings"))")
-    }
+    if let why = needsDebugCR3.unmet(t.system, t.settings) { throw Skip(why) }
 }
 
 /// Plants the canary in the cr3 slot, then runs to the next KVM_EXIT_DEBUG.
