@@ -76,7 +76,7 @@ public enum CheckEvaluation {
     public static func evaluate(_ check: Check, cpl: GuestCPL?, system: KVMSystem, settings: CheckSettings,
                                 depth: Int = 0) -> Result {
         for requirement in check.requirements {
-            if let why = requirement.unmetReason(system) { return Result(outcome: .skip(why), notes: []) }
+            if let why = requirement.unmet(system, settings) { return Result(outcome: .skip(why), notes: []) }
         }
         var notes: [String] = []
         for ref in check.preconditions {

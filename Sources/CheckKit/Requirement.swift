@@ -8,8 +8,26 @@ public struct Requirement: Sendable {
     /// nil when met; otherwise the skip reason (which cap, which probe, which errno).
     public let unmetReason: @Sendable (KVMSystem) -> String?
 
+    /// The same, for a requirement that depends on the run's settings (a configured cap number).
+    let unmetWithSettings: (@Sendable (KVMSystem, CheckSettings) -> String?)?
+
     public init(_ summary: String, unmetReason: @escaping @Sendable (KVMSystem) -> String?) {
-        self.summary = summary; self.unmetReason = unmetReason
+        self.summary = summary; self.unmetReason = unmetReason; self.unmetWithSettings = nil
+    }
+
+    /// A requirement judged with the run's settings (e.g. a capability whose number is configured).
+    public static func configured(_ summary: String, _ body: @escaping @Sendable (KVMSystem, CheckSettings) -> String?) -> Requirement {
+        Requirement(summary: summary, body)
+    }
+
+    private init(summary: String, _ body: @escaping @Sendable (KVMSystem, CheckSettings) -> String?) {
+        self.summary = summary; self.unmetReason = { _ in nil }; self.unmetWithSettings = body
+    }
+
+    /// nil when met; otherwise the skip reason.  Requirements are judged before preconditions:
+    /// a missing capability is the more precise reason to skip.
+    public func unmet(_ system: KVMSystem, _ settings: CheckSettings) -> String? {
+        unmetWithSettings?(system, settings) ?? unmetReason(system)
     }
 
     /// KVM_CHECK_EXTENSION(cap) must be non-zero.

@@ -437,10 +437,11 @@ let blockIRQChecks = ["blockirq/steps_land_on_next_instruction/*", "blockirq/irq
 /// Checks with guest-debug/single_step_stops_after_each_instruction as a precondition: a mutant
 /// that breaks single-step makes them SKIP naming it (the precondition check carries the not ok).
 let singleStepDependents = ["guest-debug/single_step_over_userspace_exit/*", "guest-debug/single_step_tf_hidden/*",
+                            "debug-cr3/cr3_on_single_step_two_roots/*", "debug-cr3/cr3_keeps_pcid_bits/*",
                             "blockirq/steps_land_on_next_instruction/*", "blockirq/irq_delivered_after_blockirq_cleared/*",
                             "blockirq/kvm_interrupt_with_userspace_irqchip/*"]
 /// Checks with guest-debug/hw_execute_breakpoint_dr0_to_dr3 as a precondition.
-let hwBreakpointDependents = ["guest-debug/debug_exit_dr7_equals_debugreg7/*"]
+let hwBreakpointDependents = ["guest-debug/debug_exit_dr7_equals_debugreg7/*", "debug-cr3/cr3_on_hw_breakpoint_two_roots/*"]
 /// KVM_SET_LAPIC = _IOW(KVMIO, 0x8f, struct kvm_lapic_state[1024 bytes]) (the C shim names no constant for it).
 let kvmSetLAPIC: UInt = 0x4400_AE8F
 

@@ -1,9 +1,14 @@
+import GuestKit
 // The canary rule for the proposed kvm_debug_exit_arch.cr3 slot: a zero read proves
 // nothing, so the host plants a value no CR3 can have before every KVM_RUN and judges
 // what the kernel left there against what it advertises.
 
 /// A value no CR3 holds (reserved bits 62:52 set), planted in the slot before KVM_RUN.
-let cr3Canary: UInt64 = 0x5A5A_C3C3_0000_0FF0
+let cr3CanaryBase: UInt64 = 0x5A5A_C3C3_0000_0FF0
+
+/// The canary for one guest: the base with its boot root folded into the low bits, so each
+/// check (each boots on its own root) plants a value no other check plants.
+func cr3Canary(for g: Guest) -> UInt64 { cr3CanaryBase ^ (g.options.pageTableRoot << 4) }
 
 /// What the kernel did with the slot on one KVM_EXIT_DEBUG.
 enum CR3SlotFinding: Equatable, CustomStringConvertible {

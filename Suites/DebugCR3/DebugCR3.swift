@@ -39,16 +39,17 @@ let debugCR3Suite = Suite(
             try g.vcpu.setGuestDebug([.enable, .singleStep])
             let stop = try stopWithCanary(g)
             let cr3 = try g.vcpu.sregs().cr3
-            let finding = CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary, cr3: cr3)
+            let finding = CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary(for: g), cr3: cr3)
             let verdict = judgeCR3Slot(finding, advertised: advertised.map { $0.value != 0 })
             t.note("\(advertised.map { "KVM_CHECK_EXTENSION(\($0.number)) = \($0.value)" } ?? "no cap number configured"); "
                    + "slot after a single-step exit: \(finding)")
-            try t.expect(verdict.consistent, "kvm_run.debug.arch.cr3 slot (canary 0x\(String(cr3Canary, radix: 16)) planted before KVM_RUN): \(verdict.summary)",
+            try t.expect(verdict.consistent, "kvm_run.debug.arch.cr3 slot (canary 0x\(String(cr3Canary(for: g), radix: 16)) planted before KVM_RUN): \(verdict.summary)",
                          expected: advertised?.value != 0 && advertised != nil ? "CR3 0x\(String(cr3, radix: 16))" : "canary intact (cap not advertised)",
                          observed: "\(finding)")
         },
         Check("cr3_on_single_step_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_SINGLESTEP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug, needsDebugCR3],
+              preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both) { t in
             try requireDebugCR3(t)
             let roots = CR3Roots(check: 1)
             let g = try twoProcessGuest(t, roots)
@@ -68,7 +69,8 @@ let debugCR3Suite = Suite(
             try t.expectEqual(seenRoots.count, 2, "distinct roots seen across the steps (both processes)")
         },
         Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug, needsDebugCR3],
+              preconditions: [CheckRef("guest-debug", hwExecuteBreakpointCheck)], levels: .both) { t in
             try requireDebugCR3(t)
             let roots = CR3Roots(check: 2)
             let g = try t.guest(roots.options()) { a in a.label("bp"); a.nop(); a.ucallDone() }
@@ -82,7 +84,8 @@ let debugCR3Suite = Suite(
             }
         },
         Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_SW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug, needsDebugCR3],
+              preconditions: [CheckRef("guest-debug", swBreakpointCheck)], levels: .both) { t in
             try requireDebugCR3(t)
             let roots = CR3Roots(check: 3)
             let g = try t.guest(roots.options()) { a in a.label("bp"); a.int3(); a.ucallDone() }
@@ -94,7 +97,8 @@ let debugCR3Suite = Suite(
                 try expectCR3(t, g, try stopWithCanary(g), root: root, "int3 with root 0x\(String(root, radix: 16))")
             }
         },
-        Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE"], requires: [needsGuestDebug], levels: .both) { t in
+        Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE"], requires: [needsGuestDebug, needsDebugCR3],
+              preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both) { t in
             try requireDebugCR3(t)
             guard try t.system.supportedCPUID().contains(where: { $0.function == 1 && $0.ecx & (1 << 17) != 0 }) else {
                 throw Skip("CPUID.01H:ECX.PCID (bit 17) not in KVM_GET_SUPPORTED_CPUID: CR4.PCIDE cannot be set")
@@ -118,28 +122,39 @@ func debugCR3Advertised(_ kvm: KVMSystem, _ settings: CheckSettings) throws -> (
     return (number, try kvm.checkExtension(raw: number, name: CheckSettings.debugCR3CapabilityName))
 }
 
+/// The configured cap must be advertised: judged before the checks' preconditions, so a
+/// kernel without the series SKIPs for that, not for a behaviour the checks rely on.
+let needsDebugCR3 = Requirement.configured(CheckSettings.debugCR3CapabilityName) { kvm, settings in
+    do {
+        guard let cap = try debugCR3Advertised(kvm, settings) else { return debugCR3Gap(nil, settings) }
+        return cap.value == 0 ? debugCR3Gap(cap.number, settings) : nil
+    } catch { return "\(error)" }
+}
+
+func debugCR3Gap(_ number: Int?, _ settings: CheckSettings) -> String {
+    guard let number else {
+        return "no number configured for \(CheckSettings.debugCR3CapabilityName) (unmerged, no fixed number): "
+            + "pass --debug-cr3-cap N or add a capability line to patches/cr3-debug-exit.md"
+    }
+    return "KVM_CHECK_EXTENSION(\(number)) = 0: \(CheckSettings.debugCR3CapabilityName) absent "
+        + "(number \(number) from \(settings.debugCR3CapabilitySource ?? "settings"))"
+}
+
 /// Skips, naming the gap exactly, unless the configured cap is advertised.
 func requireDebugCR3(_ t: CheckContext) throws {
-    guard let cap = try debugCR3Advertised(t.system, t.settings) else {
-        throw Skip("no number configured for \(CheckSettings.debugCR3CapabilityName) (unmerged, no fixed number): "
-                   + "pass --debug-cr3-cap N or add a capability line to patches/cr3-debug-exit.md")
-    }
-    if cap.value == 0 {
-        throw Skip("KVM_CHECK_EXTENSION(\(cap.number)) = 0: \(CheckSettings.debugCR3CapabilityName) absent "
-                   + "(number \(cap.number) from \(t.settings.debugCR3CapabilitySource ?? "settings"))")
-    }
+    if let why = needsDebugCR3.unmet(t.system, t.settings) { throw Skip(why) }
 }
 
 /// Plants the canary in the cr3 slot, then runs to the next KVM_EXIT_DEBUG.
 func stopWithCanary(_ g: Guest) throws -> DebugStop {
-    g.vcpu.debugExitCR3Slot = cr3Canary
+    g.vcpu.debugExitCR3Slot = cr3Canary(for: g)
     return try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG")
 }
 
 /// The exit's cr3 must equal KVM_GET_SREGS.cr3 and the root the "process" runs on.
 func expectCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _ what: String) throws {
     let sregsCR3 = try g.vcpu.sregs().cr3
-    let finding = CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary, cr3: sregsCR3)
+    let finding = CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary(for: g), cr3: sregsCR3)
     try t.expect(finding == .filled, "\(what) at \(g.describe(address: stop.exit.pc)): kvm_debug_exit_arch.cr3",
                  expected: "KVM_GET_SREGS.cr3 0x\(String(sregsCR3, radix: 16))", observed: "\(finding)")
     try t.expect(sregsCR3 == root, "\(what): KVM_GET_SREGS.cr3", expected: "the loaded root 0x\(String(root, radix: 16))",
@@ -178,7 +193,7 @@ let debugCR3Feature = Feature(
     probeGuest(kvm, { a in a.nop(); a.nop(); a.ucallDone() }) { g in
         try g.vcpu.setGuestDebug([.enable, .singleStep])
         let stop = try stopWithCanary(g)
-        switch CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary, cr3: try g.vcpu.sregs().cr3) {
+        switch CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary(for: g), cr3: try g.vcpu.sregs().cr3) {
         case .filled: return .works("single-step exit carries KVM_GET_SREGS.cr3")
         case .untouched: return .absent("cr3 slot not written on a single-step exit (canary intact)")
         case .overwritten(let v): return .misbehaves("cr3 slot overwritten with 0x\(String(v, radix: 16))")

@@ -44,10 +44,10 @@ import Testing
     let cr3: UInt64 = 0x1000
 
     @Test func findingTellsTheCanaryFromCR3FromAnythingElse() {
-        #expect(CR3SlotFinding(slot: cr3Canary, canary: cr3Canary, cr3: cr3) == .untouched)
-        #expect(CR3SlotFinding(slot: cr3, canary: cr3Canary, cr3: cr3) == .filled)
-        #expect(CR3SlotFinding(slot: 0, canary: cr3Canary, cr3: cr3) == .overwritten(0), "a zero read is not 'untouched'")
-        #expect(cr3Canary >> 52 != 0, "the canary has reserved CR3 bits set, so no real CR3 equals it")
+        #expect(CR3SlotFinding(slot: cr3CanaryBase, canary: cr3CanaryBase, cr3: cr3) == .untouched)
+        #expect(CR3SlotFinding(slot: cr3, canary: cr3CanaryBase, cr3: cr3) == .filled)
+        #expect(CR3SlotFinding(slot: 0, canary: cr3CanaryBase, cr3: cr3) == .overwritten(0), "a zero read is not 'untouched'")
+        #expect(cr3CanaryBase >> 52 != 0, "the canary has reserved CR3 bits set, so no real CR3 equals it")
     }
 
     @Test func onlyTheConsistentCasesPass() {
