@@ -1,4 +1,5 @@
 import Foundation
+import KVMKit
 import Testing
 
 /// The quick entry of ci/kernel-matrix: Debian 6.12 booted under QEMU TCG (nested SVM),
@@ -28,5 +29,93 @@ struct KernelMatrixTests {
             let tap = try String(contentsOfFile: "\(out)/\(dir)/sync-regs/tap.txt", encoding: .utf8)
             #expect(try TapPy.problems(in: tap) == nil, "TAP from the guest's serial port parses")
         }
+    }
+}
+
+/// Which vendor module serves /dev/kvm, read from a fake /proc and /sys tree.  With KVM built
+/// in, kvm_intel and kvm_amd both sit in /sys/module (for their parameters): the header must
+/// name the one that registered, or the VMX-only debugctl rules skip on kvm_intel.
+@Suite struct ServingBackendTests {
+    /// A fake root: cpuinfo with these flags, and /sys/module/<name> for each module, with
+    /// `initstate` for a loadable one (nil: built in).
+    func host(flags: String, modules: [String: String?]) throws -> HostInfo {
+        let root = NSTemporaryDirectory() + "kvmcheck-hostinfo-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: root + "/proc/sys/kernel", withIntermediateDirectories: true)
+        try "6.18.15-test\n".write(toFile: root + "/proc/sys/kernel/osrelease", atomically: true, encoding: .utf8)
+        try "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu \(flags) lm\nvmx flags\t: ept vpid\n"
+            .write(toFile: root + "/proc/cpuinfo", atomically: true, encoding: .utf8)
+        for (name, initstate) in modules {
+            try fm.createDirectory(atPath: root + "/sys/module/\(name)/parameters", withIntermediateDirectories: true)
+            if let initstate { try "\(initstate)\n".write(toFile: root + "/sys/module/\(name)/initstate", atomically: true, encoding: .utf8) }
+        }
+        return HostInfo.current(root: root)
+    }
+
+    @Test func builtInVendorModulesResolveToTheOneTheCPUSupports() throws {
+        #expect(try host(flags: "vmx msr", modules: ["kvm_intel": nil, "kvm_amd": nil]).kvmFlavour == "kvm_intel")
+        #expect(try host(flags: "svm msr", modules: ["kvm_intel": nil, "kvm_amd": nil]).kvmFlavour == "kvm_amd")
+    }
+
+    @Test func aLoadedModuleWinsOverBuiltInOnes() throws {
+        #expect(try host(flags: "vmx", modules: ["kvm_intel": nil, "kvm_amd": nil, "kvm_pvm": "live"]).kvmFlavour == "kvm_pvm")
+        #expect(try host(flags: "svm", modules: ["kvm_amd": "live"]).kvmFlavour == "kvm_amd")
+    }
+
+    @Test func aSingleModuleIsThatModule() throws {
+        #expect(try host(flags: "msr", modules: ["kvm_pvm": nil]).kvmFlavour == "kvm_pvm")
+        #expect(try host(flags: "msr", modules: [:]).kvmFlavour == "unknown")
+    }
+
+    @Test func anUnresolvableSetIsShownNotGuessed() throws {
+        // Built-in vendor modules and a CPU with neither extension: which one serves is unknown.
+        let flavour = try host(flags: "msr", modules: ["kvm_intel": nil, "kvm_amd": nil]).kvmFlavour
+        #expect(flavour == "kvm_intel+kvm_amd")
+        // "vmx flags" (a separate cpuinfo line) is not the flags line.
+        #expect(try host(flags: "msr", modules: ["kvm_intel": nil, "kvm_amd": nil]).cpuVendor == "GenuineIntel")
+    }
+}
+
+/// ci/lib/matrix-table.py over a fake matrix: cells, per-column summary lines, --differ and
+/// the exit status the matrix reports (green, RED, NO VERDICT).
+@Suite struct MatrixTableTests {
+    func json(_ checks: [(String, String)], flavour: String) -> String {
+        let items = checks.map { "{\"id\": \"\($0.0)\", \"status\": \"\($0.1)\"}" }.joined(separator: ", ")
+        return "{\"kvmFlavour\": \"\(flavour)\", \"checks\": [\(items)]}"
+    }
+
+    func matrix(_ columns: [(id: String, checks: [(String, String)], boot: String)]) throws -> String {
+        let out = NSTemporaryDirectory() + "kvmcheck-table-\(UUID().uuidString)"
+        for c in columns {
+            try FileManager.default.createDirectory(atPath: "\(out)/\(c.id)/all", withIntermediateDirectories: true)
+            try json(c.checks, flavour: "kvm_x").write(toFile: "\(out)/\(c.id)/all/results.json", atomically: true, encoding: .utf8)
+            try "label: kernel \(c.id)\nboot all: \(c.boot)\nminutes: 2.5\n".write(toFile: "\(out)/\(c.id).status", atomically: true, encoding: .utf8)
+        }
+        return out
+    }
+
+    var script: String { repositoryRoot.appendingPathComponent("ci/lib/matrix-table.py").path }
+
+    @Test func greenWhenEveryBootMatchedItsExpectations() throws {
+        let out = try matrix([("a", [("s/one", "pass"), ("s/two", "xfail")], "initramfs 1s, kvmcheck exit 0"),
+                              ("b", [("s/one", "pass"), ("s/two", "pass")], "initramfs 1s, kvmcheck exit 0")])
+        let r = try runProcess("/usr/bin/python3", [script, out, "a", "b"])
+        #expect(r.status == 0)
+        #expect(r.lines.contains { $0.hasPrefix("# a = kernel a") }, "the legend names each column")
+        #expect(r.lines.contains { $0.hasPrefix("s/two") && $0.contains("xfail") && $0.contains("ok") })
+        #expect(r.lines.contains { $0.hasPrefix("# a: green: 1 ok, 0 FAIL, 1 xfail, 0 skip") && $0.contains("2.5 min") }, "\(r.lines)")
+        let differ = try runProcess("/usr/bin/python3", [script, "--differ", out, "a", "b"])
+        #expect(differ.lines.contains { $0.hasPrefix("s/two") } && !differ.lines.contains { $0.hasPrefix("s/one") })
+    }
+
+    @Test func anUnexpectedFailureIsRedAndAMissingVerdictWinsOverIt() throws {
+        let red = try matrix([("a", [("s/one", "fail")], "kvmcheck exit 1")])
+        #expect(try runProcess("/usr/bin/python3", [script, red, "a"]).status == 1)
+        let none = try matrix([("a", [("s/one", "fail")], "kvmcheck exit 1"),
+                               ("b", [], "no verdict: the guest kernel panicked after 0 results")])
+        let r = try runProcess("/usr/bin/python3", [script, none, "a", "b"])
+        #expect(r.status == 5)
+        #expect(r.lines.contains { $0.hasPrefix("# b: NO VERDICT") && $0.contains("1 not reported") })
     }
 }
