@@ -23,12 +23,12 @@ struct KernelMatrixTests {
         #expect(r.lines.contains { $0.hasPrefix("# 6.12-kvm_amd-qemu: ") && $0.contains("min") && $0.contains("backend reported kvm_amd") },
                 "a summary line with the minutes and the backend the guest reported")
         let status = try String(contentsOfFile: "\(out)/6.12-kvm_amd-qemu.status", encoding: .utf8)
-        #expect(status.contains("boot sync-regs: ") && status.contains("kvmcheck exit"), "the guest's verdict came back: \(status)")
+        #expect(status.contains("boot all: ") && status.contains("kvmcheck exit"), "the guest's verdict came back: \(status)")
         for line in status.split(separator: "\n") where line.hasPrefix("boot ") {
             #expect(line.contains("kvmcheck exit") || line.contains("no verdict"), "each boot says what happened: \(String(line))")
         }
         if TapPy.available {
-            let tap = try String(contentsOfFile: "\(out)/6.12-kvm_amd-qemu/sync-regs/tap.txt", encoding: .utf8)
+            let tap = try String(contentsOfFile: "\(out)/6.12-kvm_amd-qemu/all/tap.txt", encoding: .utf8)
             #expect(try TapPy.problems(in: tap) == nil, "TAP from the guest's serial port parses")
         }
     }
