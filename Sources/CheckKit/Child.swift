@@ -6,7 +6,7 @@ import KVMKit
 
 /// What a child process sends back on fd 3.
 struct ChildReport: Codable, Equatable {
-    enum Outcome: String, Codable { case pass, fail, skip }
+    enum Outcome: String, Codable { case pass, fail, skip, error }
     var outcome: Outcome
     var reason: String?
     var failure: FailureRecord?
@@ -44,6 +44,7 @@ public enum ChildExecution {
     static func execute(_ instance: CheckInstance, settings: CheckSettings) -> ChildReport {
         let system: KVMSystem
         do { system = try KVMSystem(path: settings.devicePath) } catch {
+            if let why = HarnessResource.refusal(error) { return ChildReport(outcome: .error, reason: why, notes: []) }
             return ChildReport(outcome: .skip, reason: "cannot open \(settings.devicePath): \(error.errno?.symbolicName ?? "\(error)")", notes: [])
         }
         let evaluation = CheckEvaluation.evaluate(instance.check, cpl: instance.cpl, system: system, settings: settings)
@@ -51,6 +52,7 @@ public enum ChildExecution {
         case .pass: return ChildReport(outcome: .pass, notes: evaluation.notes)
         case .skip(let why): return ChildReport(outcome: .skip, reason: why, notes: evaluation.notes)
         case .fail(let f): return ChildReport(outcome: .fail, failure: FailureRecord(f), notes: evaluation.notes)
+        case .harnessError(let why): return ChildReport(outcome: .error, reason: why, notes: evaluation.notes)
         }
     }
 }
@@ -62,6 +64,8 @@ public enum CheckEvaluation {
         case pass
         case skip(String)
         case fail(Failure)
+        /// The harness could not do its part (HarnessResource): not the kernel's verdict.
+        case harnessError(String)
     }
 
     public struct Result: Sendable {
@@ -92,6 +96,8 @@ public enum CheckEvaluation {
                 return Result(outcome: .skip("precondition not met: \(id): skipped: \(oneLine(why))"), notes: notes)
             case .fail(let f):
                 return Result(outcome: .skip(Skip.preconditionPrefix + "\(id): \(oneLine(f.message))"), notes: notes)
+            case .harnessError(let why):
+                return Result(outcome: .harnessError("precondition \(id): \(why)"), notes: notes)
             }
         }
         let context = CheckContext(system: system, cpl: cpl ?? .cpl0, settings: settings)
@@ -103,6 +109,7 @@ public enum CheckEvaluation {
             if let f = context.conclude(thrown: nil) { return Result(outcome: .fail(f), notes: notes + context.notes) }
             return Result(outcome: .skip(skip.reason), notes: notes + context.notes)
         } catch {
+            if let why = HarnessResource.refusal(error) { return Result(outcome: .harnessError(why), notes: notes + context.notes) }
             thrown = CheckContext.failure(from: error)
         }
         if let f = context.conclude(thrown: thrown) { return Result(outcome: .fail(f), notes: notes + context.notes) }

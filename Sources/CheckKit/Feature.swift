@@ -75,6 +75,9 @@ public struct Feature: Sendable {
                 case .skip(let why) where Skip.isUntestable(why):
                     row = CapsRow(level: level, status: .untestable, decidedBy: id, detail: oneLine(why))
                 case .skip(let why): row = CapsRow(level: level, status: .absent, decidedBy: id, detail: oneLine(why))
+                case .harnessError(let why):
+                    // The harness could not run the check here: nothing is known of the uAPI.
+                    row = CapsRow(level: level, status: .untestable, decidedBy: id, detail: "harness error: " + oneLine(why))
                 }
                 if worst == nil || rank[row.status]! < rank[worst!.status]! { worst = row }
             }

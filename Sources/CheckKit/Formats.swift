@@ -33,9 +33,9 @@ public final class KTAPReporter: Reporter {
             write("  ok \(index) \(name)")
         case .skip(let reason):
             write("  ok \(index) \(name) # SKIP \(ktapReason(reason))")
-        case .fail, .unexpectedPass, .crash:
+        case .fail, .unexpectedPass, .crash, .harnessError:
             diagnostics(result.failureDetails)
-            let directive = { if case .crash = result.status { return " # ERROR" } else { return "" } }()
+            let directive = { switch result.status { case .crash, .harnessError: return " # ERROR"; default: return "" } }()
             write("  not ok \(index) \(name)\(directive)")
         case .informational(let f):
             diagnostics(f)
@@ -178,7 +178,7 @@ public final class JUnitReporter: DocumentReporter, Reporter {
             body.append(element("skipped", type: "xfail", message: message, body: text(message)))
         case .fail, .unexpectedPass:
             body.append(element("failure", type: r.junitType, message: details.message, body: text(details.message)))
-        case .timeout, .crash:
+        case .timeout, .crash, .harnessError:
             body.append(element("error", type: r.junitType, message: details.message, body: text(details.message)))
         }
         let out = r.notes + (r.kernelLog.isEmpty ? [] : ["kernel log while the check ran:"] + r.kernelLog)
@@ -204,7 +204,7 @@ extension CheckResult {
         switch status {
         case .pass: return nil
         case .fail, .unexpectedPass: return "failure"
-        case .timeout, .crash: return "error"
+        case .timeout, .crash, .harnessError: return "error"
         case .skip, .informational, .expectedFailure: return "skipped"
         }
     }
@@ -214,6 +214,7 @@ extension CheckResult {
         case .unexpectedPass: return "unexpected pass"
         case .timeout: return "timeout"
         case .crash: return "crash"
+        case .harnessError: return "harness error"
         default: return "not ok"
         }
     }
@@ -259,7 +260,8 @@ public final class JSONReporter: DocumentReporter, Reporter {
             checks: record.suites.flatMap(\.results).map(JSONCheck.init),
             summary: JSONSummary(passed: summary.passed, failed: summary.failed, skipped: summary.skipped,
                                  informational: summary.informational, expectedFailures: summary.expectedFailures,
-                                 unexpectedPasses: summary.unexpectedPasses, interruptedBy: summary.interruptedBy,
+                                 unexpectedPasses: summary.unexpectedPasses, harnessErrors: summary.harnessErrors,
+                                 interruptedBy: summary.interruptedBy,
                                  exitCode: Int(summary.exitCode)))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -294,6 +296,7 @@ struct JSONCheck: Codable {
         case .informational: status = "informational"
         case .timeout: status = "timeout"
         case .crash: status = "crash"
+        case .harnessError: status = "error"
         case .expectedFailure(let why): status = "xfail"; reason = why
         case .unexpectedPass(let why): status = "xpass"; reason = why
         }
@@ -308,6 +311,8 @@ struct JSONCheck: Codable {
 
 struct JSONSummary: Codable {
     var passed, failed, skipped, informational, expectedFailures, unexpectedPasses: Int
+    /// Of `failed`: checks the harness could not run (status "error"); not kernel verdicts.
+    var harnessErrors: Int
     var interruptedBy: String?
     var exitCode: Int
 }

@@ -182,7 +182,7 @@ public enum KernelSplat {
             return .fail(Failure("the kernel logged a splat while the check ran: \(splat[0])",
                                  expected: "no WARNING/BUG/Oops/KASAN/UBSAN/KFENCE/lockdep/Call Trace in the kernel log",
                                  observed: splat.joined(separator: "\n")))
-        case .fail, .timeout, .crash:
+        case .fail, .timeout, .crash, .harnessError:
             return verdict
         }
     }

@@ -98,10 +98,13 @@ public enum Verdict: Sendable, Equatable {
     case timeout(seconds: Double)
     /// The child died or exited without a result (signal, precondition, exit code).
     case crash(String)
+    /// The harness could not do its own part (a thread, process or file descriptor it needed was
+    /// refused: RLIMIT_NPROC, RLIMIT_NOFILE, ...).  Never a kernel verdict; always fails the run.
+    case harnessError(String)
 
     public var isFailure: Bool {
         switch self {
-        case .fail, .timeout, .crash: return true
+        case .fail, .timeout, .crash, .harnessError: return true
         case .pass, .skip: return false
         }
     }

@@ -89,7 +89,7 @@ public final class TAPReporter: Reporter {
         case .timeout(let s):
             write(indent + "not ok \(number) - \(name) # TIMEOUT \(formatSeconds(s)) seconds")
             yaml(result.failureDetails.fields)
-        case .crash:
+        case .crash, .harnessError:
             write(indent + "not ok \(number) - \(name)")
             yaml(result.failureDetails.fields)
         case .expectedFailure(let reason):
@@ -230,6 +230,8 @@ public enum ResultStatus: Equatable {
     case informational(Failure)
     case timeout(Double)
     case crash(String)
+    /// The harness, not the kernel, failed (see Verdict.harnessError).
+    case harnessError(String)
     /// Failed as the expectations file says (XFAIL).
     case expectedFailure(String)
     /// Listed as failing, but passed (XPASS): fails the run so the file gets updated.
@@ -243,6 +245,7 @@ extension CheckResult {
         case .unexpectedPass(let why)?: return .unexpectedPass(why)
         default: break
         }
+        if case .harnessError(let why) = verdict { return .harnessError(why) }
         // An informational check never fails the run, however it ended (RunSummary counts it so).
         if informational && verdict.isFailure { return .informational(failureDetails) }
         switch verdict {
@@ -251,6 +254,7 @@ extension CheckResult {
         case .fail(let f): return .fail(f)
         case .timeout(let s): return .timeout(s)
         case .crash(let why): return .crash(why)
+        case .harnessError(let why): return .harnessError(why)
         }
     }
 
@@ -264,6 +268,7 @@ extension CheckResult {
         case .fail(let f): return f
         case .timeout(let s): return Failure("check did not finish within \(formatSeconds(s)) s; the child was killed")
         case .crash(let why): return Failure(why)
+        case .harnessError(let why): return Failure("harness error (not a kernel verdict): \(why)")
         case .skip(let reason): return Failure("skipped: \(reason)")
         case .pass: return Failure("passed")
         }

@@ -61,15 +61,16 @@ public struct Runner: Sendable {
         var notes: [String] = []
         var verdict: Verdict
         if rc < 0 {
-            verdict = .crash("could not supervise the child: \(Errno(rawValue: -rc).symbolicName)")
+            verdict = .harnessError("could not supervise the child: \(Errno(rawValue: -rc).symbolicName)")
         } else if outcome.spawn_errno != 0 {
-            verdict = .crash("could not start \(childExecutable): \(Errno(rawValue: outcome.spawn_errno).symbolicName)")
+            verdict = .harnessError("could not start \(childExecutable): \(Errno(rawValue: outcome.spawn_errno).symbolicName)")
         } else if let report = decodeChildReport(resultText) {
             notes = report.notes
             switch report.outcome {
             case .pass: verdict = .pass
             case .skip: verdict = .skip(reason: report.reason ?? "skipped")
             case .fail: verdict = .fail(report.failure?.failure ?? Failure("failed without details"))
+            case .error: verdict = .harnessError(report.reason ?? "the check's child could not do its part")
             }
         } else if outcome.timed_out != 0 {
             verdict = .timeout(seconds: timeoutSeconds)
@@ -241,6 +242,8 @@ public struct RunSummary: Sendable, Equatable {
     /// but are not also counted in `failed`.
     public var unexpectedPasses = 0
     public var interruptedBy: String?
+    /// Of `failed`: checks the harness could not run (a resource it needed was refused).
+    public var harnessErrors = 0
 
     public init() {}
 
@@ -255,6 +258,9 @@ public struct RunSummary: Sendable, Equatable {
         case .skip: skipped += 1
         case .fail, .timeout, .crash:
             if r.informational { informational += 1 } else { failed += 1 }
+        case .harnessError:
+            failed += 1
+            harnessErrors += 1
         }
     }
 
@@ -270,7 +276,9 @@ public struct RunSummary: Sendable, Equatable {
     }
 
     public var line: String {
-        "\(passed) passed, \(failed) failed, \(skipped) skipped"
+        "\(passed) passed, \(failed) failed"
+            + (harnessErrors > 0 ? " (\(harnessErrors) harness errors, not kernel verdicts)" : "")
+            + ", \(skipped) skipped"
             + (expectedFailures > 0 ? ", \(expectedFailures) expected failures" : "")
             + (unexpectedPasses > 0 ? ", \(unexpectedPasses) unexpected passes (fail the run)" : "")
     }

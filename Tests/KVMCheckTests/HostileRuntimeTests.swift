@@ -202,6 +202,30 @@ struct ConcurrentRunAndOrphanTests {
         }
     }
 
+    /// Defect 15: with too few file descriptors every check used to fail on the harness's own
+    /// errno, reported as a kernel verdict.
+    @Test(.enabled(if: kvmUsable, kvmUnusableReason))
+    func resourceExhaustionIsAHarnessErrorNotAKernelVerdict() throws {
+        let r = try runProcess("/bin/sh", ["-c", "ulimit -n 8; exec \"$0\" run --suite one-reg --filter 'one-reg/vm_fd_enotty' --format json --jobs 1",
+                                           kvmcheckBinary])
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
+        let check = try #require((doc["checks"] as? [[String: Any]])?.first)
+        #expect(check["status"] as? String == "error", "\(check)")
+        #expect((check["message"] as? String)?.hasPrefix("harness error (not a kernel verdict): ") == true)
+        #expect((doc["summary"] as? [String: Any])?["harnessErrors"] as? Int == 1)
+        #expect(r.status == 1 && r.stderr.contains("(1 harness errors, not kernel verdicts)"), "\(r.stderr)")
+        let ktap = try runProcess("/bin/sh", ["-c", "ulimit -n 8; exec \"$0\" run --suite one-reg --filter 'one-reg/vm_fd_enotty' --format ktap --jobs 1",
+                                              kvmcheckBinary])
+        #expect(ktap.stdout.contains("not ok 1 vm_fd_enotty # ERROR"), "\(ktap.stdout)")
+    }
+
+    @Test func aRefusedThreadOrDescriptorIsTheHarnessesNotTheKernels() {
+        #expect(HarnessResource.refusal(KVMError("KVM_CREATE_VCPU", .failed(errno: .tooManyOpenFiles))) != nil)
+        #expect(HarnessResource.refusal(KVMError("timer_create(watchdog)", .failed(errno: .resourceTemporarilyUnavailable))) != nil)
+        #expect(HarnessResource.refusal(KVMError("KVM_RUN", .failed(errno: .resourceTemporarilyUnavailable))) == nil, "a KVM ioctl's EAGAIN is the kernel's")
+        #expect(HarnessResource.refusal(KVMError("KVM_SET_ONE_REG", .failed(errno: .invalidArgument))) == nil)
+    }
+
     @Test func errnoValuesHaveTheirNames() {
         #expect(Errno(rawValue: EMFILE).symbolicName == "EMFILE")
         #expect(Errno(rawValue: ENOTDIR).symbolicName == "ENOTDIR")
