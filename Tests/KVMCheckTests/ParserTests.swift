@@ -53,7 +53,7 @@ import Testing
         let file = try temporaryFile(crlf(text), suffix: ".patch")
         let r = try runBounded(["plan", file])
         #expect(r.status == 0, "\(r)")
-        #expect(r.stdout.contains("patches/guestdbg-blockirq.md [merged, Linux 5.15] suites blockirq, guest-debug: KVM_GUESTDBG_BLOCKIRQ\n"))
+        #expect(r.stdout.contains("patches/guestdbg-blockirq.md [merged, Linux 5.15] suites blockirq, guest-debug, debug-regs: KVM_GUESTDBG_BLOCKIRQ\n"))
         #expect(try uapiChanges(in: crlf(text), name: "p") == uapiChanges(in: text, name: "p"))
     }
 

@@ -18,12 +18,12 @@ import Testing
     }
 
     static let cases: [Case] = [
-        Case(file: "cr3-debug-exit-review.txt", status: 0, suites: "sync-regs,debug-cr3", mustContain: [
+        Case(file: "cr3-debug-exit-review.txt", status: 0, suites: "sync-regs,debug-cr3,sync-regs-upstream", mustContain: [
             "  struct kvm_debug_exit_arch.cr3  ", "  struct kvm_run.kvm_save_regs_on_exit  ", "  KVM_SYNC_REGS_CONDITIONAL  ",
             "every symbol is covered",
         ]),
-        Case(file: "blockirq-review.txt", status: 0, suites: "blockirq,guest-debug", mustContain: [
-            "patches/guestdbg-blockirq.md [merged, Linux 5.15] suites blockirq, guest-debug: KVM_GUESTDBG_BLOCKIRQ\n",
+        Case(file: "blockirq-review.txt", status: 0, suites: "blockirq,guest-debug,debug-regs", mustContain: [
+            "patches/guestdbg-blockirq.md [merged, Linux 5.15] suites blockirq, guest-debug, debug-regs: KVM_GUESTDBG_BLOCKIRQ\n",
         ]),
         Case(file: "pvm-guest-debug-patch.txt", status: 0, suites: "pvm-guest-debug", mustContain: [
             "no uAPI added or changed",
@@ -31,8 +31,8 @@ import Testing
         ]),
         // The RFC's KVM_X86_REG_MSR matches the manifest's KVM_X86_REG_MSR(); its struct
         // kvm_x86_reg_id and KVM_X86_REG_SYNTHETIC_MSR never merged and no suite tests them.
-        Case(file: "x86-one-reg-rfc-review.txt", status: 1, suites: "one-reg", mustContain: [
-            "patches/x86-one-reg.md [merged, Linux 6.18 (kvm-x86-cet-6.18)] suites one-reg: KVM_X86_REG_MSR\n",
+        Case(file: "x86-one-reg-rfc-review.txt", status: 1, suites: "one-reg,msrs", mustContain: [
+            "patches/x86-one-reg.md [merged, Linux 6.18 (kvm-x86-cet-6.18)] suites one-reg, msrs: KVM_X86_REG_MSR\n",
             "not covered by any suite:\n  KVM_X86_REG_SYNTHETIC_MSR\n  struct kvm_x86_reg_id.index\n",
         ]),
         Case(file: "debugctl-freeze-in-smm-review.txt", status: 0, suites: "debugctl", mustContain: [
