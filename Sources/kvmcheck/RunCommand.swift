@@ -1,0 +1,178 @@
+// `kvmcheck run` (the default): checks in isolated children, reports in every format.
+import ArgumentParser
+import CheckKit
+import CProcess
+import CKVM
+import FoundationEssentials
+import Glibc
+import GuestKit
+import KVMKit
+import Suites
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run checks (the default).")
+
+    @OptionGroup var selectionOptions: SelectionOptions
+    @OptionGroup var device: DeviceOptions
+
+    @Option(parsing: .unconditional, help: "Seconds each check may take before it is killed and reported as TIMEOUT (above 0, at most a day).")
+    var timeout: Double = 10
+
+    @Option(name: .customLong("tap-version"),
+            help: "13 (flat; the default, read by prove, tap.py and kunit_parser) or 14 (nested; prove rejects it).")
+    var tapVersion = 13
+
+    @Option(help: "Format on stdout: tap (default), ktap, junit or json.")
+    var format: OutputFormat = .tap
+
+    @Option(name: .customLong("tap"), help: ArgumentHelp("Also write TAP to FILE.", valueName: "FILE"))
+    var tapFile: String?
+    @Option(name: .customLong("ktap"), help: ArgumentHelp("Also write KTAP v1 to FILE.", valueName: "FILE"))
+    var ktapFile: String?
+    @Option(name: .customLong("junit"), help: ArgumentHelp("Also write JUnit XML to FILE.", valueName: "FILE"))
+    var junitFile: String?
+    @Option(name: .customLong("json"), help: ArgumentHelp("Also write JSON to FILE.", valueName: "FILE"))
+    var jsonFile: String?
+
+    @Option(help: "Checks run at once (default: the number of cores); exclusive checks always run alone.")
+    var jobs: Int?
+
+    @Option(name: .customLong("expect"),
+            help: ArgumentHelp("Known outcomes on this kernel: lines '<check id or glob> <xfail|skip> <reason>'.", valueName: "FILE"))
+    var expectFile: String?
+
+    func validate() throws {
+        guard tapVersion == 13 || tapVersion == 14 else { throw ValidationError("--tap-version must be 13 or 14") }
+        if let problem = Runner.timeoutProblem(timeout) { throw ValidationError(problem) }
+        if let jobs, !(1...256).contains(jobs) { throw ValidationError("--jobs must be between 1 and 256, not \(jobs)") }
+    }
+
+    /// stdout in --format, plus every requested file; files are opened before anything runs.
+    /// Every sink checks its writes; `sinks` are finished (closed, checked) at the end.
+    func makeReporter() -> (reporter: Reporter, sinks: [ReportSink]) {
+        func reporter(_ format: OutputFormat, _ sink: ReportSink) -> Reporter {
+            switch format {
+            case .tap: return TAPReporter(version: tapVersion, write: sink.line)
+            case .ktap: return KTAPReporter(write: sink.line)
+            case .junit: return JUnitReporter(write: sink.write)
+            case .json: return JSONReporter(write: sink.write)
+            }
+        }
+        var sinks = [ReportSink.stdout]
+        var all = [reporter(format, ReportSink.stdout)]
+        for (path, kind) in [(tapFile, OutputFormat.tap), (ktapFile, .ktap), (junitFile, .junit), (jsonFile, .json)] {
+            guard let path else { continue }
+            let sink: ReportSink
+            do { sink = try ReportSink(path: path, option: "--\(kind.rawValue)") } catch { fail("\(error)") }
+            sinks.append(sink)
+            all.append(reporter(kind, sink))
+        }
+        return (all.count == 1 ? all[0] : MultiReporter(all), sinks)
+    }
+
+    /// `--expect FILE` (a regular file) or `--expect -` (stdin).
+    func loadExpectations() -> Expectations {
+        guard let expectFile else { return Expectations() }
+        let text: String
+        do { text = try TextInput.read(expectFile) } catch { fail("--expect: \(error)") }
+        let ids = SuiteRegistry.all(includeHidden: true).flatMap(\.instances).map(\.id)
+        do { return try Expectations.parse(text, file: TextInput.displayName(expectFile), knownIDs: ids) } catch {
+            fail("malformed expectations file: \(error)")
+        }
+    }
+
+    func run() throws {
+        if let problem = HostRestore.environmentProblem() { fail(problem) }
+        let suites = SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())
+        let plan: [(Suite, [CheckInstance])]
+        do { plan = try select(selectionOptions.selection, from: suites) } catch { fail("\(error)") }
+        let expectations = loadExpectations()
+        let settings = try device.resolvedSettings()
+        let (reporter, sinks) = makeReporter()
+        let host = HostInfo.current()
+        let system: KVMSystem
+        let apiVersion: Int
+        switch openKVM(device.device) {
+        case .success(let opened): (system, apiVersion) = opened
+        case .failure(let reason):
+            let header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: nil,
+                                   processCapabilities: ProcessCapability.currentText())
+            reporter.skipAll(header: header, reason: reason.description)
+            finishReports(sinks, status: 4)
+        }
+        var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: apiVersion,
+                               processCapabilities: ProcessCapability.currentText())
+        withExtendedLifetime(system) {}
+        if let doubles = activateKernelDoubles(settings) { header.notes.insert(doubles, at: 0) }
+        // Host settings an earlier run changed and never put back (it was killed): restore them first.
+        header.notes += HostRestore.applyOrphaned().map { "earlier run: \($0)" }
+        if !expectations.entries.isEmpty { header.notes.append("expectations: \(TextInput.displayName(expectFile!)) (\(expectations.entries.count) entries)") }
+        if let cap = settings.debugCR3Capability {
+            header.notes.append("\(CheckSettings.debugCR3CapabilityName) taken as \(cap) (\(settings.debugCR3CapabilitySource ?? "?"))")
+        }
+        let runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout,
+                            expectations: expectations, jobs: jobs ?? Runner.onlineCores)
+        let summary = runner.run(plan, header: header, reporter: reporter)
+        for line in HostRestore.applyOrphaned() { printError("kvmcheck: \(line)") }
+        printError("kvmcheck: \(summary.fullLine)")
+        finishReports(sinks, status: summary.exitCode)
+    }
+
+    /// Closes every report, names each one that is incomplete on stderr, and exits: a lost report
+    /// outranks the checks' verdicts (CI must not go green on missing results), an interruption outranks both.
+    func finishReports(_ sinks: [ReportSink], status: Int32) -> Never {
+        var lost = false
+        for sink in sinks {
+            guard let why = sink.finish() else { continue }
+            printError("kvmcheck: \(sink.label): \(why); that report is incomplete")
+            lost = true
+        }
+        Glibc.exit(status == 130 || !lost ? status : ReportSink.failedExitStatus)
+    }
+}
+
+/// Opens the KVM device and makes sure it is one: KVM_GET_API_VERSION must answer 12, or the
+/// run has nothing to test (a reason for `1..0 # SKIP`).
+func openKVM(_ path: String) -> Result<(KVMSystem, Int), KVMOpenFailure> {
+    let system: KVMSystem
+    do { system = try KVMSystem(path: path) } catch {
+        return .failure(KVMOpenFailure("cannot open \(path): \(error.errno?.symbolicName ?? "") (\(error.errno?.message ?? "\(error)"))"))
+    }
+    do {
+        let version = try system.apiVersion()
+        guard version == KVMSystem.expectedAPIVersion else {
+            return .failure(KVMOpenFailure("\(path) is not a KVM device: KVM_GET_API_VERSION = \(version), expected \(KVMSystem.expectedAPIVersion)"))
+        }
+        return .success((system, version))
+    } catch {
+        return .failure(KVMOpenFailure("\(path) is not a KVM device: KVM_GET_API_VERSION failed: \(error.shortName)"))
+    }
+}
+
+struct KVMOpenFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Installs the test-only mutants/models named in KVMCHECK_MUTANT / KVMCHECK_MODEL, and returns
+/// the header line that says so (nil when none): results under them do not describe the kernel.
+@discardableResult
+func activateKernelDoubles(_ settings: CheckSettings) -> String? {
+    let names = KernelDoubles.namesFromEnvironment()
+    guard !names.isEmpty else { return nil }
+    for name in names {
+        guard let d = KernelDoubles.catalog.first(where: { $0.name == name }) else {
+            fail("unknown kernel double '\(name)' in KVMCHECK_MUTANT/KVMCHECK_MODEL (see `kvmcheck list --mutants`)")
+        }
+        for model in d.requires where !names.contains(model) {
+            fail("mutant '\(name)' perverts the '\(model)' model: set KVMCHECK_MODEL=\(model) too")
+        }
+    }
+    KernelDoubles.debugCR3Capability = settings.debugCR3Capability
+    do { try KernelDoubles.activate(names) } catch { fail("\(error)") }
+    let described = names.compactMap { n in KernelDoubles.catalog.first { $0.name == n } }.map { "\($0.kind.rawValue) \($0.name)" }
+    return "KERNEL DOUBLES ACTIVE (test-only; results describe them, not this kernel): " + described.joined(separator: ", ")
+}
+
+/// Test-only suites (names starting with "_") are visible when this is set.
+func hiddenSuitesEnabled() -> Bool { getenv("KVMCHECK_HARNESS_SELFTEST").map { String(cString: $0) == "1" } ?? false }
