@@ -61,9 +61,14 @@ let guestDebugSuite: Suite = Suite(
             guard case .sync(1, let values) = event else {
                 throw t.unexpected(event, expected: "ucall SYNC 1 with the pushed RFLAGS once single-step is off (no #DB may reach the guest)")
             }
+            // The uAPI promises only that KVM_GET_REGS hides the TF it uses (checked above). To
+            // step, VMX and SVM set the guest's real RFLAGS.TF, so a guest pushf can see it: a
+            // known, documented leak (arch/x86/kvm/x86.c kvm_get_rflags/__kvm_set_rflags; "reduced,
+            // not eliminated" in the BLOCKIRQ thread, seed 001). Reported, not failed.
             let pushed = values[0]
-            try t.expect(pushed & 0x100 == 0, "RFLAGS the guest's pushfq saw while single-stepped",
-                         expected: "TF (bit 8) clear", observed: "0x\(String(pushed, radix: 16)) (TF set: the host's TF leaked into the guest)")
+            t.note(pushed & 0x100 == 0
+                   ? "the guest's pushfq saw TF clear (no leak on this kernel)"
+                   : "informational: the guest's pushfq saw RFLAGS 0x\(String(pushed, radix: 16)) with TF set (KVM's stepping TF, a documented leak: x86.c kvm_get_rflags/__kvm_set_rflags, seed 001)")
         },
         hwExecuteBreakpointCheck,
         debugExitDR7Check,

@@ -94,6 +94,9 @@ let pvmGuestDebugSuite: Suite = Suite(
                     var regs = try g.vcpu.regs()
                     regs.rflags |= 1 << 16
                     try g.vcpu.setRegs(regs)
+                    // KVM re-adds its stepping TF on KVM_SET_REGS only at the RIP where stepping was
+                    // armed (x86.c __kvm_set_rflags, singlestep_rip): re-arm, as debuggers do per resume.
+                    try g.vcpu.setGuestDebug([.enable, .singleStep])
                 }
             }
             // The guest's own DR0 hit must surface as a stop at bp with DR6.B0, not vanish or reach the guest.
