@@ -6,10 +6,12 @@ public struct Selection: Sendable, Equatable {
     public var suites: [String] = []
     /// Glob patterns (`*`, `?`) matched against check ids; empty = all.
     public var filters: [String] = []
+    /// Glob patterns of check ids to leave out (kselftest_harness's `-T`), applied last.
+    public var excludes: [String] = []
     public var levels: [GuestCPL] = GuestCPL.allCases
 
-    public init(suites: [String] = [], filters: [String] = [], levels: [GuestCPL] = GuestCPL.allCases) {
-        self.suites = suites; self.filters = filters; self.levels = levels
+    public init(suites: [String] = [], filters: [String] = [], excludes: [String] = [], levels: [GuestCPL] = GuestCPL.allCases) {
+        self.suites = suites; self.filters = filters; self.excludes = excludes; self.levels = levels
     }
 }
 
@@ -48,6 +50,7 @@ public func select(_ selection: Selection, from suites: [Suite]) throws(Selectio
         (suite, suite.instances.filter { instance in
             (instance.cpl.map { selection.levels.contains($0) } ?? true)
                 && (selection.filters.isEmpty || selection.filters.contains { globMatch($0, instance.id) })
+                && !selection.excludes.contains { globMatch($0, instance.id) }
         })
     }.filter { !$0.1.isEmpty }
     if picked.isEmpty {

@@ -15,32 +15,48 @@ struct Caps: ParsableCommand {
 
     @OptionGroup var device: DeviceOptions
 
+    @Option(help: "text (default: the verdict first, wrapped to 120 columns) or json.")
+    var format: ListingFormat = .text
+
     func run() throws {
         let settings = try device.resolvedSettings()
         let host = HostInfo.current()
-        emit("kernel \(host.kernelRelease), KVM flavour \(host.kvmFlavour), CPU vendor \(host.cpuVendor)")
+        var header = ["kernel \(host.kernelRelease), KVM flavour \(host.kvmFlavour), CPU vendor \(host.cpuVendor)"]
         let system: KVMSystem
         switch openKVM(device.device) {
-        case .success(let opened): system = opened.0; emit("KVM API version \(opened.1)")
-        case .failure(let reason): emit(reason.description); finish(4)
+        case .success(let opened): system = opened.0; header.append("KVM API version \(opened.1)")
+        case .failure(let reason):
+            if format == .json { try emitJSON(["notes": header + [reason.description]]) } else { (header + [reason.description]).forEach(emit) }
+            finish(4)
         }
-        if let doubles = activateKernelDoubles(settings) { emit(doubles) }
-        let rows = SuiteRegistry.all().flatMap { suite in suite.features.map { (suite.name, $0) } }
+        if let doubles = activateKernelDoubles(settings) { header.append(doubles) }
+        if format == .text { header.forEach(emit) }
+        let features = SuiteRegistry.all().flatMap { suite in suite.features.map { (suite.name, $0) } }
         // One row per uAPI and level, decided by the checks whose subject it is (run in-process
         // with their preconditions); "decided by" names the check, so the row can be reproduced.
-        var table = [["uAPI", "CPL", "advertised by", "cap", "status", "decided by", "suite", "detail"]]
-        for (suite, feature) in rows {
+        struct Row: Encodable {
+            let uapi, advertisedBy, cap, status, decidedBy, suite, detail: String
+            let cpl: Int?
+        }
+        var rows: [Row] = []
+        for (suite, feature) in features {
             let advertised = feature.advertised(system, settings)
             let cap = advertised.map { $0 ? "yes" : "no" } ?? "n/a"
             for row in feature.rows(system: system, settings: settings) {
-                table.append([feature.name, row.level.map { "\($0.rawValue)" } ?? "-", feature.advertisement, cap,
-                              row.status.rawValue, row.decidedBy, suite, row.detail])
+                rows.append(Row(uapi: feature.name, advertisedBy: feature.advertisement, cap: cap, status: row.status.rawValue,
+                                decidedBy: row.decidedBy, suite: suite, detail: row.detail, cpl: row.level.map { Int($0.rawValue) }))
             }
         }
-        let widths = (0..<table[0].count).map { c in table.map { $0[c].count }.max() ?? 0 }
-        for row in table {
-            emit(row.enumerated().map { c, cell in c == row.count - 1 ? cell : cell.padding(to: widths[c]) }
-                .joined(separator: "  "))
+        struct Document: Encodable { let notes: [String]; let rows: [Row] }
+        if format == .json { return try emitJSON(Document(notes: header, rows: rows)) }
+        // Verdict first, then what decided it, wrapped to fit a terminal.
+        let statusWidth = rows.map(\.status.count).max() ?? 0
+        for r in rows {
+            let level = r.cpl.map { "CPL\($0)" } ?? "-"
+            emit(r.status.padding(to: statusWidth) + "  \(r.uapi)  \(level)  [\(r.suite)]")
+            wrapped("\(r.cap) (\(r.advertisedBy))", first: "    advertised: ", indent: "      ").forEach(emit)
+            wrapped(r.decidedBy, first: "    decided by: ", indent: "      ").forEach(emit)
+            if !r.detail.isEmpty { wrapped(r.detail, first: "    ", indent: "      ").forEach(emit) }
         }
     }
 }

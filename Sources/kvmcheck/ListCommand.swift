@@ -14,23 +14,43 @@ struct List: ParsableCommand {
 
     @OptionGroup var selectionOptions: SelectionOptions
 
+    @Option(help: "text (default, wrapped to 120 columns) or json.")
+    var format: ListingFormat = .text
+
     @Flag(help: "For every check, the kernel mutants it kills (and every mutant and model).")
     var mutants = false
 
     func run() throws {
         let plan: [(Suite, [CheckInstance])]
-        do { plan = try select(selectionOptions.selection, from: SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())) } catch { fail("\(error)") }
+        do { plan = try select(try selectionOptions.selection(), from: SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())) } catch { fail("\(error)") }
         if mutants {
-            for line in MutantCoverage.table(plan.flatMap(\.1)) { emit(line) }
+            // Each entry wrapped to 120 columns; continuation lines are indented further.
+            for line in MutantCoverage.table(plan.flatMap(\.1)) {
+                let lead = String(line.prefix { $0 == " " })
+                wrapped(String(line.dropFirst(lead.count)), first: lead, indent: lead + "      ").forEach(emit)
+            }
             return
         }
+        struct Entry: Encodable {
+            let id, suite, series: String
+            let uapi, requires: [String]
+            let informational: Bool
+        }
+        if format == .json {
+            return try emitJSON(plan.flatMap { suite, instances in
+                instances.map { i in
+                    Entry(id: i.id, suite: suite.name, series: suite.series, uapi: i.check.uapi,
+                          requires: i.check.requirements.map(\.summary), informational: i.check.informational)
+                }
+            })
+        }
         for (suite, instances) in plan {
-            emit("\(suite.name) — \(suite.summary) [patches/\(suite.series).md]")
+            wrapped("\(suite.name) — \(suite.summary) [patches/\(suite.series).md]", first: "", indent: "    ").forEach(emit)
             for i in instances {
+                emit("  \(i.id)" + (i.check.informational ? "  (informational)" : ""))
+                wrapped(i.check.uapi.joined(separator: ", "), first: "      uapi: ", indent: "        ").forEach(emit)
                 let needs = i.check.requirements.map(\.summary)
-                emit("  \(i.id)  uapi: \(i.check.uapi.joined(separator: ", "))"
-                     + (needs.isEmpty ? "" : "  requires: \(needs.joined(separator: ", "))")
-                     + (i.check.informational ? "  (informational)" : ""))
+                if !needs.isEmpty { wrapped(needs.joined(separator: ", "), first: "      requires: ", indent: "        ").forEach(emit) }
             }
         }
     }

@@ -97,24 +97,32 @@ enum LevelChoice: String, ExpressibleByArgument, CaseIterable {
 }
 
 struct SelectionOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Comma-separated suites to run (default: all).")
-    var suite: String?
+    @Option(parsing: .unconditionalSingleValue, help: "Comma-separated suites (default: all); may be repeated.")
+    var suite: [String] = []
 
-    @Option(parsing: .unconditional, help: "Comma-separated globs on check ids, e.g. 'sync-regs/*cpl3'.")
-    var filter: String?
+    @Option(parsing: .unconditionalSingleValue, help: "Comma-separated globs on check ids, e.g. 'sync-regs/*cpl3'; may be repeated.")
+    var filter: [String] = []
+
+    @Option(parsing: .unconditionalSingleValue, help: "Comma-separated globs on check ids to leave out (after --suite/--filter); may be repeated.")
+    var exclude: [String] = []
 
     @Option(help: "Privilege level(s) for guest payloads: 0, 3 or both.")
     var cpl: LevelChoice = .both
 
-    /// A list given but naming nothing (`--suite ''`, an empty `$SUITES` in CI) is a usage error, not "all".
-    var selection: Selection {
-        func list(_ value: String?, _ option: String) -> [String] {
-            guard let value else { return [] }
-            let items = splitList(value)
-            if items.isEmpty { fail("\(option) \(messageQuoted(value)) names nothing (leave \(option) out to select everything)") }
+    /// Repeated options add up (`--suite a --suite b` is `--suite a,b`).  A list given but naming
+    /// nothing (`--suite ''`, an empty `$SUITES` in CI) is a usage error, not "all".
+    func selection() throws(ValidationError) -> Selection {
+        func list(_ values: [String], _ option: String) throws(ValidationError) -> [String] {
+            var items: [String] = []
+            for value in values {
+                let named = splitList(value)
+                if named.isEmpty { throw ValidationError("\(option) \(messageQuoted(value)) names nothing (leave \(option) out to select everything)") }
+                items += named
+            }
             return items
         }
-        return Selection(suites: list(suite, "--suite"), filters: list(filter, "--filter"), levels: cpl.levels)
+        return Selection(suites: try list(suite, "--suite"), filters: try list(filter, "--filter"),
+                         excludes: try list(exclude, "--exclude"), levels: cpl.levels)
     }
 }
 

@@ -44,3 +44,34 @@ func selfExecutable() -> String {
 extension String {
     func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }
+
+/// Lines no wider than `width`: `first` starts the first line, `indent` the others; words are
+/// kept whole (a word longer than a line gets a line of its own).
+func wrapped(_ text: String, first: String, indent: String, width: Int = 120) -> [String] {
+    var lines: [String] = []
+    var line = first
+    var lineHasWord = false
+    for word in text.split(separator: " ", omittingEmptySubsequences: true) {
+        if lineHasWord && line.count + 1 + word.count > width {
+            lines.append(line)
+            line = indent
+            lineHasWord = false
+        }
+        line += (lineHasWord ? " " : "") + word
+        lineHasWord = true
+    }
+    lines.append(line)
+    return lines
+}
+
+/// Formats for `list` and `caps`: a table for people, or one JSON document.
+enum ListingFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+/// One JSON document on stdout (sorted keys, so two runs compare as text).
+func emitJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    emit(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

@@ -53,13 +53,15 @@ struct PlanCommand: ParsableCommand {
         if !plan.covered.isEmpty {
             emit("covered:")
             for (m, symbols) in plan.covered {
-                emit("  patches/\(m.series).md [\(m.status)] suites \(m.suites.joined(separator: ", ")): \(symbols.joined(separator: ", "))")
+                wrapped("patches/\(m.series).md [\(m.status)] suites \(m.suites.joined(separator: ", ")): \(symbols.joined(separator: ", "))",
+                        first: "  ", indent: "      ").forEach(emit)
             }
         }
         if !plan.touching.isEmpty {
             emit("kernel code named by manifests:")
             for (m, entries) in plan.touching {
-                emit("  patches/\(m.series).md [\(m.status)] suites \(m.suites.joined(separator: ", ")): \(entries.joined(separator: ", "))")
+                wrapped("patches/\(m.series).md [\(m.status)] suites \(m.suites.joined(separator: ", ")): \(entries.joined(separator: ", "))",
+                        first: "  ", indent: "      ").forEach(emit)
             }
         }
         if !plan.changes.isEmpty {

@@ -85,7 +85,7 @@ struct Run: ParsableCommand {
         if let problem = HostRestore.environmentProblem() { fail(problem) }
         let suites = SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())
         let plan: [(Suite, [CheckInstance])]
-        do { plan = try select(selectionOptions.selection, from: suites) } catch { fail("\(error)") }
+        do { plan = try select(try selectionOptions.selection(), from: suites) } catch { fail("\(error)") }
         let expectations = loadExpectations()
         let settings = try device.resolvedSettings()
         let (reporter, sinks) = makeReporter()

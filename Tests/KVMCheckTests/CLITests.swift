@@ -37,8 +37,23 @@ import Testing
     @Test func listNamesEveryCheckWithItsUAPI() throws {
         let r = try kvmcheck(["list"])
         #expect(r.status == 0)
-        #expect(r.stdout.contains("sync-regs/synced_regs_equal_get_regs/cpl3  uapi: KVM_CAP_SYNC_REGS"))
-        #expect(r.stdout.contains("one-reg/vm_fd_enotty  uapi: KVM_GET_ONE_REG"))
+        #expect(r.stdout.contains("  sync-regs/synced_regs_equal_get_regs/cpl3\n      uapi: KVM_CAP_SYNC_REGS"))
+        #expect(r.stdout.contains("  one-reg/vm_fd_enotty\n      uapi: KVM_GET_ONE_REG"))
         #expect(!r.stdout.contains("_harness"), "test-only suites stay hidden")
+        #expect(r.lines.allSatisfy { $0.count <= 120 }, "fits 120 columns")
+        let json = try kvmcheck(["list", "--format", "json"])
+        let entries = try #require(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]])
+        #expect(entries.contains { $0["id"] as? String == "one-reg/vm_fd_enotty" && ($0["uapi"] as? [String])?.contains("KVM_GET_ONE_REG") == true })
+    }
+
+    @Test func repeatedSelectionsAddUpAndExcludeLeavesChecksOut() throws {
+        let r = try kvmcheck(["list", "--suite", "one-reg", "--suite", "sync-regs", "--exclude", "sync-regs/*", "--exclude", "one-reg/vm_fd_*"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("one-reg/one_reg_cap_matches_behaviour") && !r.stdout.contains("one-reg/vm_fd_enotty"))
+        #expect(!r.stdout.contains("sync-regs/"), "both --suite values count, and --exclude drops checks")
+        let help = try kvmcheck(["list", "--help"])
+        #expect(!help.stdout.contains("suites to run"))
+        let all = try kvmcheck(["list", "--exclude", "*"])
+        #expect(all.status == 2 && all.stderr.hasPrefix("kvmcheck: no check matches"), "\(all.stderr)")
     }
 }

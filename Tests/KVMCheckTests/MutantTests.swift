@@ -60,7 +60,11 @@ struct MutantTests {
         let r = try kvmcheck(["list", "--mutants"])
         #expect(r.status == 0)
         for d in KernelDoubles.catalog { #expect(r.stdout.contains("  \(d.kind.rawValue) \(d.name): ")) }
-        #expect(r.lines.contains { $0.hasPrefix("  blockirq/steps_land_on_next_instruction/cpl0") && $0.contains("blockirq-ignored") })
+        // An entry and its continuation lines (wrapped to 120 columns).
+        let start = try #require(r.lines.firstIndex { $0.hasPrefix("  blockirq/steps_land_on_next_instruction/cpl0") })
+        let entry = ([r.lines[start]] + r.lines[(start + 1)...].prefix { $0.hasPrefix("        ") }).joined(separator: " ")
+        #expect(entry.contains("blockirq-ignored"), "\(entry)")
+        #expect(r.lines.allSatisfy { $0.count <= 120 }, "fits a terminal")
         #expect(!r.stdout.contains("NONE (a defect"))
     }
 

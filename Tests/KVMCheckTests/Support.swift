@@ -77,3 +77,13 @@ enum TapPy {
         try Consumers.problems(tap, suffix: ".tap", ["tappy", "yaml"])
     }
 }
+
+/// `kvmcheck caps --format json`: one object per uAPI and CPL.
+func capsRows(_ environment: [String: String] = [:]) throws -> [[String: Any]] {
+    let r = try kvmcheck(["caps", "--format", "json"], environment: environment)
+    #expect(r.status == 0, "\(r.stderr)")
+    let doc = try #require(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)")
+    return try #require(doc["rows"] as? [[String: Any]])
+}
+
+let capsStatuses = ["present", "absent", "broken", "untestable here", "precondition failed"]

@@ -130,10 +130,10 @@ struct VerdictRunTests {
             #expect(status[id]?.0 == "skip", "\(id)")
             #expect(status[id]?.1?.hasPrefix("precondition failed: guest-debug/vmm_rflags_if_set_reaches_guest/cpl0: ") == true, "\(id): \(status[id] as Any)")
         }
-        let caps = try kvmcheck(["caps"], environment: ["KVMCHECK_MUTANT": "vmm-rflags-dropped"])
-        let row = caps.lines.first { $0.hasPrefix("KVM_GUESTDBG_BLOCKIRQ ") && $0.contains(" 0 ") }
-        #expect(row?.contains("precondition failed") == true && row?.contains("blockirq/steps_land_on_next_instruction/cpl0") == true,
-                "\(row ?? caps.stdout)")
+        let row = try capsRows(["KVMCHECK_MUTANT": "vmm-rflags-dropped"])
+            .first { $0["uapi"] as? String == "KVM_GUESTDBG_BLOCKIRQ" && $0["cpl"] as? Int == 0 }
+        #expect(row?["status"] as? String == "precondition failed"
+                && (row?["decidedBy"] as? String)?.contains("blockirq/steps_land_on_next_instruction/cpl0") == true, "\(row as Any)")
     }
 }
 
