@@ -72,12 +72,12 @@ extension KernelDoubles {
         },
         .afterRun("debug-pc-off-by-one", "kvm_debug_exit_arch.pc reports the byte after the right address",
                   kills: ["guest-debug/single_step_stops_after_each_instruction/*", "guest-debug/hw_*", "guest-debug/sw_breakpoint_*",
-                          "pvm-guest-debug/host_single_step_takes_guest_db/*", "debug-regs/*"]) { _, run in
+                          "pvm-guest-debug/host_single_step_takes_guest_db/*", "debug-regs/execute_*", "debug-regs/write_*", "debug-regs/blockirq_steps_*", "debug-regs/host_*"]) { _, run in
             if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.pc &+= 1 }
         }.withGaps(singleStepDependents + hwBreakpointDependents),
         .afterRun("debug-dr6-status-lost", "kvm_debug_exit_arch.dr6 loses its status bits (B0-B3, BD, BS)",
                   kills: ["guest-debug/single_step_stops_after_each_instruction/*", "guest-debug/hw_*",
-                          "pvm-guest-debug/host_single_step_takes_guest_db/*", "debug-regs/*"]) { _, run in
+                          "pvm-guest-debug/host_single_step_takes_guest_db/*", "debug-regs/execute_*", "debug-regs/write_*", "debug-regs/blockirq_steps_*", "debug-regs/host_*"]) { _, run in
             if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.dr6 = 0xFFFF_0FF0 }
         }.withGaps(singleStepDependents + hwBreakpointDependents),
         .mutant("single-step-dropped", "the second single-step #DB of each vCPU is dropped (the vCPU runs on to the next one)",
@@ -117,12 +117,19 @@ extension KernelDoubles {
             return forward(call)
         },
         .mutant("lapic-irr-dropped", "KVM_SET_LAPIC drops the pending interrupts (IRR) userspace set",
-                kills: ["blockirq/pending_lapic_irq_delivered_without_blockirq/*", "debug-regs/blockirq_steps_sti_cpuid_wrmsr_with_set_lapic_irr/*"]) { call, forward in
+                kills: ["blockirq/pending_lapic_irq_delivered_without_blockirq/*",
+                        "debug-regs/pending_lapic_irr_delivered_while_stepping_without_blockirq/*"]) { call, forward in
             if call.request == kvmSetLAPIC, let page = call.arg {
                 for i in 0..<8 { (page + 0x200 + 0x10 * i).storeBytes(of: UInt32(0), as: UInt32.self) }
             }
             return forward(call)
-        }.withGaps(["blockirq/*"]),
+        }.withGaps(["blockirq/*", "debug-regs/blockirq_steps_sti_cpuid_wrmsr_with_set_lapic_irr/*"]),
+        .mutant("blockirq-forced", "KVM_SET_GUEST_DEBUG blocks interrupts (BLOCKIRQ) whenever debugging is enabled, asked or not",
+                kills: ["debug-regs/pending_*_delivered_while_stepping_without_blockirq/*"]) { call, forward in
+            if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self),
+               dbg.pointee.control & UInt32(KVM_GUESTDBG_ENABLE) != 0 { dbg.pointee.control |= blockIRQBit }
+            return forward(call)
+        }.withGaps(["debug-regs/blockirq_steps_*"]),
         .mutant("inject-ignored", "KVM_GUESTDBG_INJECT_BP/INJECT_DB accepted but nothing is injected",
                 kills: ["guest-debug/inject_*", "guest-debug/second_injection_before_delivery"]) { call, forward in
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) {

@@ -54,13 +54,17 @@ let debugRegsSuite = Suite(
             }
             try cases.finish(t, "4-byte write watchpoints on DR0-DR3 (upstream DATA_HW_BP)")
         },
+        selfIPIControlCheck,
+        setLapicControlCheck,
         Check("blockirq_steps_sti_cpuid_wrmsr_with_self_ipi", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "x2APIC ICR"],
-              requires: [needsBlockIRQ, .capability(.irqchip)], levels: .only(.cpl0)) { t in
+              requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [CheckRef("debug-regs", selfIPIControlCheck)],
+              levels: .only(.cpl0)) { t in
             // wrmsr is CPL0-only, and so is the guest's own x2APIC self-IPI.
             try upstreamStepCheck(t, pending: .selfIPI)
         },
         Check("blockirq_steps_sti_cpuid_wrmsr_with_set_lapic_irr", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
-              requires: [needsBlockIRQ, .capability(.irqchip)], levels: .only(.cpl0)) { t in
+              requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [CheckRef("debug-regs", setLapicControlCheck)],
+              levels: .only(.cpl0)) { t in
             try upstreamStepCheck(t, pending: .setLapic)
         },
         Check("host_dr7_gd_exits_at_dr_access", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP", "DR7.GD"],
@@ -142,22 +146,31 @@ func markVectorPending(_ vcpu: VCPU, _ vector: Int) throws {
     try vcpu.setLapicRegisters(page)
 }
 
-func upstreamStepCheck(_ t: CheckContext, pending: PendingIRQSource) throws {
-    // Control: without BLOCKIRQ the step after sti must land in the pending vector's handler,
-    // or the setup raised nothing and BLOCKIRQ would get credit for nothing.
-    let control = try upstreamStepGuest(t, pending)
-    try control.vcpu.setGuestDebug([.enable, .singleStep])
-    let (stops, interruption) = try control.stepUntil(control.address("end"), limit: 8)
-    let stub = GuestEnvironment.handlerEntry(vector: Int(selfIPIVector))
-    var landed = stops.contains { (stub..<stub + 16).contains($0.exit.pc) }
-    if case .exception(let e)? = interruption, e.vector == UInt64(selfIPIVector) { landed = true }
-    guard landed else {
-        throw Failure("control failed: without BLOCKIRQ, stepping from sti did not deliver the pending vector 0x\(String(selfIPIVector, radix: 16))",
-                      expected: "a step into \(control.describe(address: stub))",
-                      observed: "stops at [" + stops.map { control.describe(address: $0.exit.pc) }.joined(separator: ", ") + "]"
+/// The control of upstream's BLOCKIRQ step, a check of its own (a precondition of the step
+/// check): without BLOCKIRQ, the step after sti must land in the pending vector's handler, or
+/// the setup raised nothing and BLOCKIRQ would get credit for nothing.
+func pendingIRQControl(_ source: PendingIRQSource) -> Check {
+    let name = source == .selfIPI ? "pending_self_ipi_delivered_while_stepping_without_blockirq"
+                                  : "pending_lapic_irr_delivered_while_stepping_without_blockirq"
+    let uapi = ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_SINGLESTEP", "KVM_CREATE_IRQCHIP"] + (source == .selfIPI ? ["x2APIC ICR"] : ["KVM_SET_LAPIC"])
+    return Check(name, uapi: uapi, requires: [needsGuestDebug, .capability(.irqchip)], levels: .only(.cpl0)) { t in
+        let control = try upstreamStepGuest(t, source)
+        try control.vcpu.setGuestDebug([.enable, .singleStep])
+        let (stops, interruption) = try control.stepUntil(control.address("end"), limit: 8)
+        let stub = GuestEnvironment.handlerEntry(vector: Int(selfIPIVector))
+        var landed = stops.contains { (stub..<stub + 16).contains($0.exit.pc) }
+        if case .exception(let e)? = interruption, e.vector == UInt64(selfIPIVector) { landed = true }
+        try t.expect(landed, "without BLOCKIRQ, stepping from sti delivers the pending vector 0x\(String(selfIPIVector, radix: 16))",
+                     expected: "a step into \(control.describe(address: stub))",
+                     observed: "stops at [" + stops.map { control.describe(address: $0.exit.pc) }.joined(separator: ", ") + "]"
                         + (interruption.map { ", then \($0)" } ?? ""))
     }
-    t.note("control: without BLOCKIRQ the pending vector 0x\(String(selfIPIVector, radix: 16)) is delivered while stepping")
+}
+
+let selfIPIControlCheck = pendingIRQControl(.selfIPI)
+let setLapicControlCheck = pendingIRQControl(.setLapic)
+
+func upstreamStepCheck(_ t: CheckContext, pending: PendingIRQSource) throws {
     let g = try upstreamStepGuest(t, pending)
     try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
     var cases = SubCases()
