@@ -29,6 +29,9 @@ public final class VCPU {
 
     // MARK: running
 
+    /// After this many EAGAINs in a row, KVM_RUN's EAGAIN is the answer, not a hiccup.
+    static let persistentEAGAIN = 100_000
+
     /// One KVM_RUN.  EINTR from anything but the watchdog is retried.
     public func run() throws(KVMError) -> VCPUExit {
         try runRaw()
@@ -38,12 +41,17 @@ public final class VCPU {
     /// KVM_RUN without decoding, for loops that only need the reason.
     @discardableResult
     public func runRaw() throws(KVMError) -> UInt32 {
+        var again = 0
         while true {
             let r = ckvm_run(fd.rawValue)
             if r == -Int(EINTR) || r == -Int(EAGAIN) {
                 if ckvm_watchdog_fired() != 0 {
                     throw KVMError("KVM_RUN", .watchdogExpired(milliseconds: Int(ckvm_watchdog_armed_ms())))
                 }
+                // A transient EAGAIN is retried; one that never ends is reported as what it is
+                // (not as a guest that "did not return" when the watchdog fires).
+                again = r == -Int(EAGAIN) ? again + 1 : 0
+                if again >= Self.persistentEAGAIN { return try UInt32(checked(r, "KVM_RUN (EAGAIN \(again) times in a row)")) }
                 continue
             }
             _ = try checked(r, "KVM_RUN")
