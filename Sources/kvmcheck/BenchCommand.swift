@@ -80,15 +80,22 @@ struct BenchCommand: ParsableCommand {
         // Swift seeds its hashing randomly per process, which moves instruction counts run to run.
         setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
         // Count a stripped copy of this release binary, as the numbers in the README are.
+        // A private directory (mkdtemp, 0700): root must not write through a name someone else
+        // could have planted in /tmp.
+        var template = Array("/tmp/kvmcheck-bench.XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else {
+            printError("bench: cannot create a private directory in /tmp; skipping the instruction count")
+            return nil
+        }
+        let work = String(cString: made)
+        defer { _ = spawnAndWait("/bin/rm", ["-rf", work]) }
         var binary = selfExecutable()
-        let stripped = "/tmp/kvmcheck-bench-\(getpid())"
+        let stripped = work + "/kvmcheck"
         if let strip = findOnPath("strip"), spawnAndWait(strip, ["-o", stripped, binary]) == 0 { binary = stripped }
-        defer { unlink(stripped) }
         func ir(_ kind: String, _ count: Int) -> Double? {
-            let out = "/tmp/kvmcheck-callgrind-\(getpid())-\(kind)-\(count)"
-            defer { unlink(out) }
+            let out = work + "/callgrind-\(kind)-\(count)"
             let status = spawnAndWait(valgrind, ["--tool=callgrind", "--callgrind-out-file=\(out)", binary,
-                                                 "__bench-loop", kind, String(count), "--device", device.device])
+                                                 "__bench-loop", kind, String(count), "--device=\(device.device)"])
             guard status == 0, let text = try? String(decoding: Data(contentsOf: URL(fileURLWithPath: out)), as: UTF8.self) else { return nil }
             let summary = text.split(separator: "\n").first { $0.hasPrefix("summary:") || $0.hasPrefix("totals:") }
             return summary.flatMap { Double($0.split(separator: " ").last ?? "") }
