@@ -1,5 +1,5 @@
 /// The command line of one check child: `__check ID --device=PATH --parent=PID --deadline=S
-/// [--debug-cr3-cap=N] [--debug-cr3-cap-source=TEXT]`.
+/// --race-ms=MS [--debug-cr3-cap=N] [--debug-cr3-cap-source=TEXT]`.
 ///
 /// The runner always passes explicit settings, so the child parses these few arguments by hand
 /// (no argument-parser start-up, no manifest reading).  Every value is joined to its option
@@ -19,7 +19,8 @@ public struct ChildInvocation: Equatable, Sendable {
 
     /// The arguments after the executable's path.
     public var arguments: [String] {
-        var args = [Self.command, id, "--device=\(settings.devicePath)", "--parent=\(parentPID)", "--deadline=\(deadlineSeconds)"]
+        var args = [Self.command, id, "--device=\(settings.devicePath)", "--parent=\(parentPID)", "--deadline=\(deadlineSeconds)",
+                    "--race-ms=\(settings.raceMilliseconds)"]
         if let cap = settings.debugCR3Capability { args.append("--debug-cr3-cap=\(cap)") }
         if let source = settings.debugCR3CapabilitySource { args.append("--debug-cr3-cap-source=\(source)") }
         return args
@@ -43,6 +44,9 @@ public struct ChildInvocation: Equatable, Sendable {
             case "--device": settings.devicePath = value
             case "--parent": parent = Int32(value)
             case "--deadline": deadline = Int(value)
+            case "--race-ms":
+                guard let ms = Int(value), ms > 0 else { return .failure(ChildArgumentError("\(command): bad --race-ms '\(value)'")) }
+                settings.raceMilliseconds = ms
             case "--debug-cr3-cap":
                 guard let n = Int(value), n > 0 else { return .failure(ChildArgumentError("\(command): bad --debug-cr3-cap '\(value)'")) }
                 settings.debugCR3Capability = n

@@ -12,6 +12,11 @@ public struct CheckSettings: Sendable, Equatable {
     public var debugCR3CapabilitySource: String?
     /// The capability's name (unmerged, so defined by no header).
     public static let debugCR3CapabilityName = "KVM_CAP_X86_GUEST_DEBUG_CR3"
+    /// How long each timed race (sync-regs-upstream) runs.  Upstream's sync_regs_test runs each
+    /// for "2 seconds, roughly"; the default keeps a full run short while every race still makes
+    /// about a thousand KVM_RUNs against the racer (each check notes its counts).
+    public var raceMilliseconds: Int = CheckSettings.defaultRaceMilliseconds
+    public static let defaultRaceMilliseconds = 100
     public init() {}
 }
 

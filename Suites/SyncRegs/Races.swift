@@ -12,10 +12,6 @@ import X86Asm
 @section("kvmcheck_suites") @used
 let syncRegsUpstreamEntry: SuiteEntryPoint = { registerSuite(syncRegsUpstreamSuite) }
 
-/// How long each race runs: upstream runs each for "2 seconds, roughly"; one second keeps the
-/// three races (and the mutant tests that rerun them) to seconds while still making >1M racer rounds.
-let raceSeconds = 1.0
-
 let syncRegsUpstreamSuite = Suite(
     "sync-regs-upstream", summary: "sync_regs_test.c parity: races on kvm_run.s, valid=0 with all dirty, apic_base, cap mask",
     series: "cr3-debug-exit", checks: [
@@ -91,7 +87,8 @@ func countingGuest(_ t: CheckContext, exitLimit: Int = GuestOptions().maxExits) 
     }
 }
 
-/// KVM_RUN in a loop for raceSeconds while a second thread rewrites kvm_run.s; every
+/// KVM_RUN in a loop for the run's race time (`--race-seconds`; upstream runs "2 seconds,
+/// roughly") while a second thread rewrites kvm_run.s; every
 /// return must be a sane exit or a clean EINVAL.  A shutdown (or a guest parked in its
 /// handler) reloads the state saved before the racer started, as upstream does.
 func raceCheck(_ t: CheckContext, _ kind: SyncRegsRacer.Kind) throws {
@@ -107,7 +104,8 @@ func raceCheck(_ t: CheckContext, _ kind: SyncRegsRacer.Kind) throws {
     var outcomes: [String: Int] = [:]
     var insane: [String: Int] = [:]
     let racer = try SyncRegsRacer(g.vcpu, kind)
-    let deadline = monotonicSeconds() + raceSeconds
+    let start = monotonicSeconds()
+    let deadline = start + Double(t.settings.raceMilliseconds) / 1000
     while monotonicSeconds() < deadline {
         let (outcome, sane) = raceStep(g)
         outcomes[outcome, default: 0] += 1
@@ -116,8 +114,9 @@ func raceCheck(_ t: CheckContext, _ kind: SyncRegsRacer.Kind) throws {
         if kind == .cr4PAEToggle { _ = try? g.vcpu.translate(0) }
     }
     let rounds = racer.stop()
+    let raced = Int(((monotonicSeconds() - start) * 1000).rounded())
     let summary = outcomes.sorted { $0.key < $1.key }.map { "\($0.key) x\($0.value)" }.joined(separator: ", ")
-    t.note("\(kind): \(outcomes.values.reduce(0, +)) KVM_RUNs against \(rounds) racer rounds: \(summary)")
+    t.note("\(kind): \(outcomes.values.reduce(0, +)) KVM_RUNs in \(raced) ms (--race-seconds) against \(rounds) racer rounds: \(summary)")
     try t.expect(insane.isEmpty, "KVM_RUN while another thread writes \(kind)",
                  expected: "only sane exits (the guest's ucalls or exceptions, HLT, SHUTDOWN) or -1 EINVAL",
                  observed: insane.sorted { $0.key < $1.key }.map { "\($0.key) x\($0.value)" }.joined(separator: ", "))
