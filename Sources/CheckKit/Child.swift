@@ -76,9 +76,20 @@ public enum CheckEvaluation {
     /// Preconditions are evaluated here, in the same process and on the same kernel, right
     /// before the body: the verdict does not depend on which checks a run selected or in
     /// which order (or in parallel) the runner started them.  Each costs one extra run of
-    /// its body (a few ms: see the note each passing precondition leaves).
+    /// its body (a few ms: see the note each passing precondition leaves); one that several
+    /// preconditions of this evaluation share (a chain's common root) runs once.
     public static func evaluate(_ check: Check, cpl: GuestCPL?, system: KVMSystem, settings: CheckSettings,
                                 depth: Int = 0) -> Result {
+        evaluate(check, cpl: cpl, system: system, settings: settings, depth: depth, evaluated: PreconditionResults())
+    }
+
+    /// The preconditions one evaluation has already run, by instance id.
+    final class PreconditionResults {
+        var byID: [String: Result] = [:]
+    }
+
+    static func evaluate(_ check: Check, cpl: GuestCPL?, system: KVMSystem, settings: CheckSettings,
+                         depth: Int, evaluated: PreconditionResults) -> Result {
         for requirement in check.requirements {
             if let why = requirement.unmet(system, settings) { return Result(outcome: .skip(why), notes: []) }
         }
@@ -86,9 +97,15 @@ public enum CheckEvaluation {
         for ref in check.preconditions {
             let id = ref.id(for: cpl)
             guard depth < 4 else { return Result(outcome: .fail(Failure("precondition chain too deep at \(id)")), notes: notes) }
+            if let earlier = evaluated.byID[id], earlier.outcome == .pass {
+                notes.append("precondition \(id) holds (checked earlier in this child)")
+                continue
+            }
             let start = monotonicMilliseconds()
-            let pre = evaluate(ref.check, cpl: ref.level(for: cpl), system: system, settings: settings, depth: depth + 1)
+            let pre = evaluate(ref.check, cpl: ref.level(for: cpl), system: system, settings: settings, depth: depth + 1,
+                               evaluated: evaluated)
             let ms = monotonicMilliseconds() - start
+            evaluated.byID[id] = pre
             switch pre.outcome {
             case .pass:
                 notes.append("precondition \(id) holds (checked in \(ms) ms)")
