@@ -115,9 +115,10 @@ let blockIRQRunningCheck = Check(
 }
 
 /// Iterations of each guest loop: long enough for a held IRQ to have been delivered (an
-/// injectable IRQ is delivered at the first instruction boundary), short enough for one
-/// KVM_RUN well inside the watchdog (at CPL0 on kvm_pvm, 100000 took over a second).
-let loopIterations: Int64 = 10_000
+/// injectable IRQ is delivered at a VM entry, and the control check shows it lands in loop1), short enough to be cheap where the loop is slow (at CPL0 on
+/// kvm_pvm each iteration costs about one exit's round trip, ~5 us: 10,000 took 50 ms per loop,
+/// most of a full run's BLOCKIRQ time).  On VMX/SVM the loop takes about a microsecond either way.
+let loopIterations: Int64 = 1_000
 
 /// start: a loop, ucallSync(1), nop0..end, another loop, ucallSync(2), done.
 /// No `sti`/`cli`/port I/O: the same at CPL0 and CPL3.
