@@ -69,6 +69,17 @@ public final class VCPU {
         _ = try checked(r, "KVM_RUN")
     }
 
+    /// The floor under both loops: KVM_RUN through a bare `syscall` instruction (no libc, no
+    /// errno, no ioctl hook, so kernel doubles do not apply), for the callgrind comparison.
+    public func runRawSyscallLoop(count: Int, expecting reason: UInt32) throws(KVMError) {
+        let r = ckvm_bench_raw_loop(fd.rawValue, shared, UInt(count), reason)
+        if r <= -100_000 { throw KVMError("KVM_RUN", .protocolViolation("unexpected \(VCPUExit.name(ofReason: UInt32(-r - 100_000)))")) }
+        if r == -Int(EINTR), ckvm_watchdog_fired() != 0 {
+            throw KVMError("KVM_RUN", .watchdogExpired(milliseconds: Int(ckvm_watchdog_armed_ms())))
+        }
+        _ = try checked(r, "KVM_RUN")
+    }
+
     /// The same loop through this Swift layer (runRaw), for the harness-overhead ratio.
     public func runSwiftLoop(count: Int, expecting reason: UInt32) throws(KVMError) {
         for _ in 0..<count {

@@ -103,21 +103,27 @@ struct BenchCommand: ParsableCommand {
             let summary = text.split(separator: "\n").first { $0.hasPrefix("summary:") || $0.hasPrefix("totals:") }
             return summary.flatMap { Double($0.split(separator: " ").last ?? "") }
         }
-        guard let c1 = ir("c", n), let c2 = ir("c", 2 * n), let s1 = ir("swift", n), let s2 = ir("swift", 2 * n) else {
+        guard let r1 = ir("raw", n), let r2 = ir("raw", 2 * n), let c1 = ir("c", n), let c2 = ir("c", 2 * n),
+              let s1 = ir("swift", n), let s2 = ir("swift", 2 * n) else {
             printError("bench: a callgrind run failed; skipping the instruction count")
             return nil
         }
-        return CallgrindCount(exitsPerRun: n, cInstructionsPerExit: (c2 - c1) / Double(n), swiftInstructionsPerExit: (s2 - s1) / Double(n))
+        return CallgrindCount(exitsPerRun: n, rawSyscallInstructionsPerExit: (r2 - r1) / Double(n),
+                              cInstructionsPerExit: (c2 - c1) / Double(n), swiftInstructionsPerExit: (s2 - s1) / Double(n))
     }
 }
 
 struct CallgrindCount: Encodable {
     let exitsPerRun: Int
+    /// A bare `syscall` loop: the floor any userspace pays per exit.
+    let rawSyscallInstructionsPerExit: Double
     let cInstructionsPerExit: Double
     let swiftInstructionsPerExit: Double
     var line: String {
-        "userspace instructions per single-step exit (callgrind, CPL0): C loop \(Int(cInstructionsPerExit.rounded())), "
-            + "Swift layer \(Int(swiftInstructionsPerExit.rounded())) (+\(Int((swiftInstructionsPerExit - cInstructionsPerExit).rounded())))"
+        func n(_ v: Double) -> Int { Int(v.rounded()) }
+        return "userspace instructions per single-step exit (callgrind, CPL0): raw syscall loop \(n(rawSyscallInstructionsPerExit)), "
+            + "C loop \(n(cInstructionsPerExit)) (libc ioctl + errno + hook seam), "
+            + "Swift layer \(n(swiftInstructionsPerExit)) (+\(n(swiftInstructionsPerExit - cInstructionsPerExit)) over C)"
     }
 }
 
@@ -144,7 +150,7 @@ func spawnAndWait(_ path: String, _ args: [String]) -> Int32 {
     return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
 }
 
-/// `kvmcheck __bench-loop c|swift N`: N single-step exits at CPL0 in one loop (for callgrind).
+/// `kvmcheck __bench-loop raw|c|swift N`: N single-step exits at CPL0 in one loop (for callgrind).
 struct BenchLoop: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "__bench-loop", shouldDisplay: false)
     @Argument var kind: String
@@ -157,8 +163,12 @@ struct BenchLoop: ParsableCommand {
                 a.label("loop"); for _ in 0..<8 { a.nop() }; a.jmp("loop")
             }
             try g.vcpu.setGuestDebug([.enable, .singleStep])
-            if kind == "c" { try g.vcpu.runCReferenceLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG)) }
-            else { try g.vcpu.runSwiftLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG)) }
+            switch kind {
+            case "raw": try g.vcpu.runRawSyscallLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG))
+            case "c": try g.vcpu.runCReferenceLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG))
+            case "swift": try g.vcpu.runSwiftLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG))
+            default: fail("__bench-loop: kind must be raw, c or swift, not '\(kind)'", code: 2)
+            }
         } catch { fail("\(error)", code: 1) }
     }
 }

@@ -132,6 +132,8 @@ static const unsigned long CKVM_REQ_SET_CPUID2 = KVM_SET_CPUID2;
 /* The C reference exit loop for `kvmcheck bench`: KVM_RUN n times through the same seam the
  * Swift layer uses.  Returns n, or -errno, or -(100000 + exit_reason) on an unexpected exit. */
 long ckvm_bench_run_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason);
+/* The same loop through a bare `syscall` instruction (x86-64 only): the per-exit floor. */
+long ckvm_bench_raw_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason);
 
 /* ===================== ioctl wrappers (non-variadic, >= 0 or -errno) ===================== */
 
