@@ -1,4 +1,4 @@
-import CheckKit
+@testable import CheckKit
 import Foundation
 import GuestKit
 import KVMKit
@@ -54,6 +54,24 @@ struct RaceDurationTests {
         #expect((50..<400).contains(short.ms), "0.05 s raced \(short.ms) ms")
         #expect(long.ms >= 400, "0.4 s raced \(long.ms) ms")
         #expect(long.runs > short.runs && short.runs > 0, "KVM_RUNs: \(short.runs) in 0.05 s, \(long.runs) in 0.4 s")
+    }
+}
+
+@Suite struct ChildReportEncodingTests {
+    /// The child writes its report by hand; the runner reads it with JSONDecoder: every text a
+    /// check can produce comes back unchanged.
+    @Test func everyReportDecodesToItself() {
+        let awkward = "quote \" backslash \\ newline \n cr \r tab \t nul \u{0} esc \u{1B} del \u{7F} ä € 𝄞 \u{2028} end"
+        let reports = [
+            ChildReport(outcome: .pass, notes: []),
+            ChildReport(outcome: .skip, reason: awkward, notes: [awkward, ""]),
+            ChildReport(outcome: .fail, failure: FailureRecord(Failure(awkward, expected: "e\u{1}", observed: nil, ioctl: "KVM_RUN", errno: "EINVAL")),
+                        notes: ["precondition x holds (checked in 3 ms)"]),
+            ChildReport(outcome: .error, reason: "", notes: []),
+        ]
+        for report in reports {
+            #expect(decodeChildReport(report.json) == report, "\(report.json)")
+        }
     }
 }
 
