@@ -157,10 +157,13 @@ extension Assembler {
     /// (68); either way the CPU pushes the sign-extended 64-bit value.
     public mutating func push(_ imm: Int64) {
         guard checkImmediate(imm, ImmediateRange.signed32, "push imm32") else { return }
+        // Appended byte by byte, no temporary arrays: the guest IDT's stubs push 512 times per process.
         if fitsInt8(imm) {
-            emitRaw([0x6A] + littleEndian(imm, size: 1))
+            emitByte(0x6A)
+            appendLittleEndian(imm, size: 1)
         } else {
-            emitRaw([0x68] + littleEndian(imm, size: 4))
+            emitByte(0x68)
+            appendLittleEndian(imm, size: 4)
         }
     }
 
@@ -342,7 +345,7 @@ extension Assembler {
     /// `jmp rel32` (E9). Never shortened, so layout does not depend on
     /// label distance; use `jmp(short:)` for rel8.
     public mutating func jmp(_ label: String) {
-        emitRaw([0xE9])
+        emitByte(0xE9)
         emitLabelField(.rel32, label: label)
     }
 
@@ -439,7 +442,7 @@ extension Assembler {
         }
         let misalignment = Int(currentAddress % UInt64(boundary))
         if misalignment != 0 {
-            emitRaw([UInt8](repeating: fill, count: boundary - misalignment))
+            emitRepeated(fill, count: boundary - misalignment)
         }
     }
 }
