@@ -139,13 +139,10 @@ public struct SeriesManifest: Sendable, Equatable {
 
     /// Every `*.md` manifest in `directory`, sorted by series name.
     public static func loadAll(from directory: String) throws(ManifestError) -> [SeriesManifest] {
-        guard let dir = opendir(directory) else { throw ManifestError(file: directory, line: nil, reason: "cannot read the directory") }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".md") && name != "README.md" { names.append(String(name.dropLast(3))) }
+        let names: [String]
+        do { names = try directoryEntries(directory).filter { $0.hasSuffix(".md") && $0 != "README.md" }.map { String($0.dropLast(3)) } } catch {
+            throw ManifestError(file: directory, line: nil, reason: "cannot read the directory (\(error.symbolicName))")
         }
-        closedir(dir)
         var manifests: [SeriesManifest] = []
         for name in names.sorted() { manifests.append(try load(series: name, from: directory)) }
         return manifests
@@ -181,6 +178,3 @@ public struct SeriesManifest: Sendable, Equatable {
         return nil
     }
 }
-
-/// A regular file's text, or nil (see `TextInput`: never a FIFO or device, never unbounded).
-func readTextFile(_ path: String) -> String? { try? TextInput.read(path, allowStdin: false) }

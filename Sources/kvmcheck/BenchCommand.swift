@@ -99,7 +99,7 @@ struct BenchCommand: ParsableCommand {
             let out = work + "/callgrind-\(kind)-\(count)"
             let status = spawnAndWait(valgrind, ["--tool=callgrind", "--callgrind-out-file=\(out)", binary,
                                                  "__bench-loop", kind, String(count), "--device=\(device.device)"])
-            guard status == 0, let text = try? String(decoding: Data(contentsOf: URL(fileURLWithPath: out)), as: UTF8.self) else { return nil }
+            guard status == 0, let text = readText(out, limit: 64 << 20) else { return nil }
             let summary = text.split(separator: "\n").first { $0.hasPrefix("summary:") || $0.hasPrefix("totals:") }
             return summary.flatMap { Double($0.split(separator: " ").last ?? "") }
         }
@@ -150,6 +150,11 @@ struct BenchLoop: ParsableCommand {
     @Argument var kind: String
     @Argument var count: Int
     @OptionGroup var device: DeviceOptions
+
+    func validate() throws {
+        guard kind == "c" || kind == "swift" else { throw ValidationError("__bench-loop: the kind is c or swift, not \(messageQuoted(kind))") }
+        guard count > 0 else { throw ValidationError("__bench-loop: the count must be positive") }
+    }
 
     func run() throws {
         do {
