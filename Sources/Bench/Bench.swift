@@ -3,6 +3,7 @@ import CKVM
 import Glibc
 import GuestKit
 import KVMKit
+import Suites
 import X86Asm
 
 /// `kvmcheck bench`: what a debugger pays per debug event for each way of getting vCPU state
@@ -93,9 +94,10 @@ public enum Bench {
 
     static func variants(_ plan: BenchPlan, _ kvm: KVMSystem) -> [BenchVariant] {
         var all: [BenchVariant] = []
-        let cr3Cap = plan.settings.debugCR3Capability
-        let cr3Real = cr3Cap.map { ((try? kvm.checkExtension(raw: $0, name: CheckSettings.debugCR3CapabilityName)) ?? 0) != 0 } ?? false
-        let conditionalReal = conditionalSyncAccepted(kvm)
+        // The suites' own probes decide whether the kernel has each unmerged uAPI.
+        let cr3Real = ((try? debugCR3Advertised(kvm, plan.settings))??.value ?? 0) != 0
+        let conditionalReal = bit63Behaviour(kvm) == .conditional
+        let numbers = plan.settings.proposedCapabilities.numbers
         for level in plan.levels {
             let step = "single-step exit"
             all.append(BenchVariant(name: "io exit (out)", level: level, baseline: nil, prepare: { try loopGuest($0, level, options: portIOOptions) { a in a.out(0x80, .al) } },
@@ -122,7 +124,7 @@ public enum Bench {
                 cr3.kind = "simulated"
                 cr3.detail = "debug-cr3 model: its cost is a userspace KVM_GET_SREGS, not the patch's"
                 let inner = cr3.batch
-                cr3.batch = { g, n in try withModel(["debug-cr3"], cap: cr3Cap ?? 0) { try inner(g, n) } }
+                cr3.batch = { g, n in try withModel(["debug-cr3"], numbers: numbers) { try inner(g, n) } }
             }
             all.append(cr3)
             var conditional = BenchVariant(name: "step + conditional sync (bit 63, DEBUG marked)", level: level, baseline: step,
@@ -138,7 +140,7 @@ public enum Bench {
                 conditional.kind = "simulated"
                 conditional.detail = "conditional-sync model: its cost is a userspace KVM_GET_SREGS, not the patch's"
                 let inner = conditional.batch
-                conditional.batch = { g, n in try withModel(["conditional-sync"], cap: nil) { try inner(g, n) } }
+                conditional.batch = { g, n in try withModel(["conditional-sync"], numbers: numbers) { try inner(g, n) } }
             }
             all.append(conditional)
             // The harness's own overhead: the same plain step loop, C reference vs the Swift layer.
@@ -151,20 +153,11 @@ public enum Bench {
         return all
     }
 
-    static func withModel<R>(_ names: [String], cap: Int?, _ body: () throws -> R) throws -> R {
-        KernelDoubles.debugCR3Capability = cap
+    static func withModel<R>(_ names: [String], numbers: [String: Int], _ body: () throws -> R) throws -> R {
+        KernelDoubles.proposedCapabilities = numbers
         try KernelDoubles.activate(names)
         defer { try? KernelDoubles.activate([]) }
         return try body()
-    }
-
-    static func conditionalSyncAccepted(_ kvm: KVMSystem) -> Bool {
-        guard let g = try? Guest(system: kvm, cpl: .cpl0, code: { a in a.ucallDone() }) else { return false }
-        g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
-        g.vcpu.saveRegsOnExitBitmap = Array(repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
-        g.vcpu.poisonSyncRegs(0xA5)
-        // Accepted *and* honoured: with nothing marked, nothing may be copied (some kernels accept and ignore bit 63).
-        return g.vcpu.runOnce() == nil && uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == 0xA5 }
     }
 
     static func now() -> UInt64 {
@@ -237,14 +230,8 @@ public enum Bench {
             let note = r.kind == "real" ? (r.baseline.map { "vs \($0)" } ?? "baseline") : "\(r.kind.uppercased()): \(r.detail)"
             rows.append([r.level, r.variant, f(s?.min), f(s?.median), f(s?.p90), ratio, note])
         }
-        let widths = (0..<rows[0].count - 1).map { c in rows.map { $0[c].count }.max() ?? 0 }
         return ["\(plan.iterations) exits per batch x \(plan.repeats) repeats, interleaved; ns per exit (min/median/p90 of batch means); ratio: median of per-repeat paired ratios ± half their IQR"]
-            + rows.map { row in
-                row.enumerated().map { c, cell in
-                    c == row.count - 1 ? cell : (c >= 2 && c <= 5 ? String(repeating: " ", count: widths[c] - cell.count) + cell
-                                                                 : cell + String(repeating: " ", count: widths[c] - cell.count))
-                }.joined(separator: "  ")
-            }
+            + alignedColumns(rows, rightAligned: [2, 3, 4, 5])
     }
 
     static func format2(_ v: Double) -> String {
