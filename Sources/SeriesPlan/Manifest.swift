@@ -11,7 +11,7 @@ import KVMKit
 ///     - **link**: https://lore.kernel.org/…
 ///     - **status**: merged, Linux 5.15
 ///     - **suites**: blockirq, guest-debug, later-suite (planned)
-///     - **capability**: KVM_CAP_X86_GUEST_DEBUG_CR3 = 245 (optional, repeatable; for unmerged caps)
+///     - **capability**: KVM_CAP_FOO = 250 (optional, repeatable; for unmerged caps: see ProposedCapabilities)
 ///     ## uAPI symbols
 ///     - `KVM_GUESTDBG_BLOCKIRQ` — what it is
 ///     ## Kernel code
