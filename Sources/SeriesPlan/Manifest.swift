@@ -107,6 +107,9 @@ public struct SeriesManifest: Sendable, Equatable {
                 guard sides.count == 2, sides[0].hasPrefix("KVM_CAP_"), let number = Int(digits), number > 0 else {
                     throw ManifestError(file: file, line: n, reason: "capability must read 'KVM_CAP_NAME = NUMBER', got \(messageQuoted(value))")
                 }
+                if let earlier = m.capabilities[sides[0]], earlier != number {
+                    throw ManifestError(file: file, line: n, reason: "\(sides[0]) is already \(earlier) above: one number per capability")
+                }
                 m.capabilities[sides[0]] = number
             default: break
             }
