@@ -45,6 +45,7 @@ public struct BenchResult: Sendable, Codable, Equatable {
 
 /// One way of handling an exit, measured as a batch.
 struct BenchVariant {
+
     let name: String
     let level: GuestCPL
     var kind = "real"
@@ -54,6 +55,18 @@ struct BenchVariant {
     var prepare: (KVMSystem) throws -> Guest
     /// One batch of `count` exits.
     var batch: (Guest, Int) throws -> Void
+}
+
+extension BenchVariant {
+    /// The same batch run through the test-only model of an unmerged uAPI this kernel lacks, labelled so.
+    func simulated(by model: String, numbers: [String: Int]) -> BenchVariant {
+        var v = self
+        v.kind = "simulated"
+        v.detail = "\(model) model: its cost is a userspace KVM_GET_SREGS, not the patch's"
+        let inner = batch
+        v.batch = { g, n in try Bench.withModel([model], numbers: numbers) { try inner(g, n) } }
+        return v
+    }
 }
 
 public enum Bench {
@@ -117,17 +130,11 @@ public enum Bench {
                                         g.vcpu.syncValidRegs = (SyncRegSet.regs.rawValue | SyncRegSet.sregs.rawValue)
                                         return g
                                     }, batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.syncedSregs.cr3 } }))
-            var cr3 = BenchVariant(name: "step + cr3 in the exit (proposed)", level: level, baseline: step,
+            let cr3 = BenchVariant(name: "step + cr3 in the exit (proposed)", level: level, baseline: step,
                                    prepare: { try stepGuest($0, level) },
                                    batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.debugExitCR3Slot } })
-            if !cr3Real {
-                cr3.kind = "simulated"
-                cr3.detail = "debug-cr3 model: its cost is a userspace KVM_GET_SREGS, not the patch's"
-                let inner = cr3.batch
-                cr3.batch = { g, n in try withModel(["debug-cr3"], numbers: numbers) { try inner(g, n) } }
-            }
-            all.append(cr3)
-            var conditional = BenchVariant(name: "step + conditional sync (bit 63, DEBUG marked)", level: level, baseline: step,
+            all.append(cr3Real ? cr3 : cr3.simulated(by: "debug-cr3", numbers: numbers))
+            let conditional = BenchVariant(name: "step + conditional sync (bit 63, DEBUG marked)", level: level, baseline: step,
                                            prepare: { kvm in
                                                let g = try stepGuest(kvm, level)
                                                var bitmap = [UInt64](repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
@@ -136,13 +143,7 @@ public enum Bench {
                                                g.vcpu.syncValidRegs = SyncRegSet.sregs.rawValue | SyncRegSet.conditional.rawValue
                                                return g
                                            }, batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.syncedSregs.cr3 } })
-            if !conditionalReal {
-                conditional.kind = "simulated"
-                conditional.detail = "conditional-sync model: its cost is a userspace KVM_GET_SREGS, not the patch's"
-                let inner = conditional.batch
-                conditional.batch = { g, n in try withModel(["conditional-sync"], numbers: numbers) { try inner(g, n) } }
-            }
-            all.append(conditional)
+            all.append(conditionalReal ? conditional : conditional.simulated(by: "conditional-sync", numbers: numbers))
             // The harness's own overhead: the same plain step loop, C reference vs the Swift layer.
             all.append(BenchVariant(name: "overhead: C reference loop (step)", level: level, baseline: nil, prepare: { try stepGuest($0, level) },
                                     batch: { try $0.vcpu.runCReferenceLoop(count: $1, expecting: stepReason) }))
