@@ -1,5 +1,6 @@
 import CheckKit
 import Foundation
+import SeriesPlan
 import Testing
 
 @Suite struct CLITests {
@@ -126,6 +127,35 @@ import Testing
             #expect(throws: ChildArgumentError.self, "\(bad)") {
                 try ChildInvocation.parse(["__check", "a/b", "--parent=7", "--deadline=3", bad]).get()
             }
+        }
+    }
+
+    /// Two manifests giving one capability two numbers is bad input (exit 2, one line), flag or not.
+    @Test func manifestsDisagreeingIsAUsageError() throws {
+        let dir = NSTemporaryDirectory() + "kvmcheck-patches-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let source = repositoryRoot.appendingPathComponent("patches")
+        for file in try FileManager.default.contentsOfDirectory(atPath: source.path) where file.hasSuffix(".md") {
+            var text = try String(contentsOfFile: source.appendingPathComponent(file).path, encoding: .utf8)
+            if file == "guestdbg-blockirq.md" {
+                text = text.replacingOccurrences(of: "- **suites**:", with: "- **capability**: \(Self.cr3) = 246\n- **suites**:")
+            }
+            try text.write(toFile: "\(dir)/\(file)", atomically: true, encoding: .utf8)
+        }
+        let r = try kvmcheck(["run", "--suite", "debug-cr3", "--patches", dir, "--device", "/nonexistent/kvm"])
+        #expect(r.status == 2 && r.stdout.isEmpty, "\(r.stdout)")
+        #expect(r.stderr.hasPrefix("kvmcheck: series manifests: \(Self.cr3) is 245 (patches/cr3-debug-exit.md) and 246 (patches/guestdbg-blockirq.md)"),
+                "\(r.stderr)")
+        let settled = try kvmcheck(["run", "--suite", "debug-cr3", "--patches", dir, "--device", "/nonexistent/kvm", "--cap", "\(Self.cr3)=247"])
+        #expect(settled.status == 2, "a flag does not hide a contradiction in patches/: \(settled.stderr)")
+    }
+
+    @Test func oneManifestGivingACapabilityTwoNumbersIsAFileLineError() {
+        let text = "# T\n- **subject**: s\n- **link**: l\n- **status**: s\n- **suites**: x\n"
+            + "- **capability**: KVM_CAP_A = 250\n- **capability**: KVM_CAP_A = 251\n"
+        #expect(throws: ManifestError(file: "m.md", line: 7, reason: "KVM_CAP_A is already 250 above: one number per capability")) {
+            try SeriesManifest.parse(text, series: "m", file: "m.md")
         }
     }
 
