@@ -5,7 +5,7 @@ import KVMKit
 /// `KVM_CAP_*` has no fixed number: each kernel carrying the series picks one).  Filled from
 /// `--cap NAME=N` and from every manifest's `capability:` line; a suite names the capability
 /// it needs with `Requirement.proposedCapability(name)` and reads its number here.
-public struct ProposedCapabilities: Sendable, Equatable, Codable {
+public struct ProposedCapabilities: Sendable, Equatable {
     public struct Assignment: Sendable, Equatable, Codable {
         public let number: Int
         /// Where the number came from (`--cap`, or `patches/<series>.md`), for notes and SKIP texts.
@@ -45,7 +45,7 @@ public struct ProposedCapabilities: Sendable, Equatable, Codable {
 
     /// One run-header note per assignment: "NAME taken as N (source)".
     public var notes: [String] {
-        assignments.keys.sorted().map { "\($0) taken as \(assignments[$0]!.number) (\(assignments[$0]!.source))" }
+        assignments.sorted { $0.key < $1.key }.map { "\($0.key) taken as \($0.value.number) (\($0.value.source))" }
     }
 
     /// `NAME=N` as `--cap` takes it.
