@@ -32,6 +32,7 @@ struct Caps: ParsableCommand {
             finish(4)
         }
         if let doubles = activateKernelDoubles(settings) { header.append(doubles) }
+        header += settings.proposedCapabilities.notes
         if format == .text { header.forEach(emit) }
         let features = SuiteRegistry.all().flatMap { suite in suite.features.map { (suite.name, $0) } }
         // One row per uAPI and level, decided by the checks whose subject it is (run in-process
