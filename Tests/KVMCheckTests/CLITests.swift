@@ -65,6 +65,18 @@ import Testing
 @Suite struct ProposedCapabilityOptionTests {
     static let cr3 = "KVM_CAP_X86_GUEST_DEBUG_CR3"
 
+    /// A temporary copy of patches/*.md, each file's text passed through `edit`; the caller removes it.
+    static func patchesCopy(_ edit: (_ file: String, _ text: String) -> String) throws -> String {
+        let dir = NSTemporaryDirectory() + "kvmcheck-patches-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let source = repositoryRoot.appendingPathComponent("patches")
+        for file in try FileManager.default.contentsOfDirectory(atPath: source.path) where file.hasSuffix(".md") {
+            let text = try String(contentsOfFile: source.appendingPathComponent(file).path, encoding: .utf8)
+            try edit(file, text).write(toFile: "\(dir)/\(file)", atomically: true, encoding: .utf8)
+        }
+        return dir
+    }
+
     @Test(arguments: [
         (["--cap", "KVM_CAP_X86_GUEST_DEBUG_CR3"], "expected NAME=NUMBER"),
         (["--cap", "KVM_CAP_X86_GUEST_DEBUG_CR3=abc"], "'abc' is not a number"),
@@ -132,17 +144,11 @@ import Testing
 
     /// Two manifests giving one capability two numbers is bad input (exit 2, one line), flag or not.
     @Test func manifestsDisagreeingIsAUsageError() throws {
-        let dir = NSTemporaryDirectory() + "kvmcheck-patches-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let source = repositoryRoot.appendingPathComponent("patches")
-        for file in try FileManager.default.contentsOfDirectory(atPath: source.path) where file.hasSuffix(".md") {
-            var text = try String(contentsOfFile: source.appendingPathComponent(file).path, encoding: .utf8)
-            if file == "guestdbg-blockirq.md" {
-                text = text.replacingOccurrences(of: "- **suites**:", with: "- **capability**: \(Self.cr3) = 246\n- **suites**:")
-            }
-            try text.write(toFile: "\(dir)/\(file)", atomically: true, encoding: .utf8)
+        let dir = try Self.patchesCopy { file, text in
+            file != "guestdbg-blockirq.md" ? text
+                : text.replacingOccurrences(of: "- **suites**:", with: "- **capability**: \(Self.cr3) = 246\n- **suites**:")
         }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try kvmcheck(["run", "--suite", "debug-cr3", "--patches", dir, "--device", "/nonexistent/kvm"])
         #expect(r.status == 2 && r.stdout.isEmpty, "\(r.stdout)")
         #expect(r.stderr.hasPrefix("kvmcheck: series manifests: \(Self.cr3) is 245 (patches/cr3-debug-exit.md) and 246 (patches/guestdbg-blockirq.md)"),
@@ -181,15 +187,10 @@ import Testing
     /// Without a number anywhere, the SKIP says where to give one (needs KVM).
     @Test(.enabled(if: kvmUsable, kvmUnusableReason))
     func noNumberNamesTheOptionAndTheManifest() throws {
-        let dir = NSTemporaryDirectory() + "kvmcheck-patches-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let source = repositoryRoot.appendingPathComponent("patches")
-        for file in try FileManager.default.contentsOfDirectory(atPath: source.path) where file.hasSuffix(".md") {
-            let text = try String(contentsOfFile: source.appendingPathComponent(file).path, encoding: .utf8)
-            try text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("- **capability**:") }
-                .joined(separator: "\n").write(toFile: "\(dir)/\(file)", atomically: true, encoding: .utf8)
+        let dir = try Self.patchesCopy { _, text in
+            text.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.hasPrefix("- **capability**:") }.joined(separator: "\n")
         }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let r = try kvmcheck(["run", "--suite", "debug-cr3", "--filter", "*sw_breakpoint_two_roots/cpl0", "--patches", dir])
         #expect(r.status == 4, "every selected check skipped: \(r.stderr)")
         #expect(!r.stdout.contains("taken as"))
