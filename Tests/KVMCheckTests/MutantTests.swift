@@ -10,7 +10,9 @@ import Testing
 struct MutantTests {
     /// Check id → status ("pass", "fail", "skip", "informational", "timeout", "crash") of a full run.
     static func statuses(_ environment: [String: String]) throws -> [String: String] {
-        let r = try kvmcheck(["run", "--format", "json"], environment: environment)
+        // Races at 1 s (the default 0.1 s samples a tenth as long): sync-regs-invalid-state-entered
+        // must be caught even when every mutant run shares the cores.
+        let r = try kvmcheck(["run", "--format", "json", "--race-seconds", "1"], environment: environment)
         let doc = try #require(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
         let checks = try #require(doc["checks"] as? [[String: Any]])
         return Dictionary(uniqueKeysWithValues: checks.map { ($0["id"] as! String, $0["status"] as! String) })
