@@ -39,4 +39,3 @@ struct SubCases {
     }
 }
 
-func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }

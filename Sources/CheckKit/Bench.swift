@@ -111,7 +111,7 @@ public enum Bench {
             all.append(BenchVariant(name: "step + sync regs (kvm_valid_regs REGS|SREGS)", level: level, baseline: step,
                                     prepare: { kvm in
                                         let g = try stepGuest(kvm, level)
-                                        g.vcpu.syncValidRegs = (SyncRegSet.regs.rawValue | SyncRegSet.sregs.rawValue)
+                                        g.vcpu.syncValidRegs = [.regs, .sregs]
                                         return g
                                     }, batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.syncedSregs.cr3 } }))
             var cr3 = BenchVariant(name: "step + cr3 in the exit (proposed)", level: level, baseline: step,
@@ -130,7 +130,7 @@ public enum Bench {
                                                var bitmap = [UInt64](repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
                                                bitmap[0] = 1 << UInt64(KVM_EXIT_DEBUG)
                                                g.vcpu.saveRegsOnExitBitmap = bitmap
-                                               g.vcpu.syncValidRegs = SyncRegSet.sregs.rawValue | SyncRegSet.conditional.rawValue
+                                               g.vcpu.syncValidRegs = [.sregs, .conditional]
                                                return g
                                            }, batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.syncedSregs.cr3 } })
             if !conditionalReal {
@@ -159,11 +159,11 @@ public enum Bench {
 
     static func conditionalSyncAccepted(_ kvm: KVMSystem) -> Bool {
         guard let g = try? Guest(system: kvm, cpl: .cpl0, code: { a in a.ucallDone() }) else { return false }
-        g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
+        g.vcpu.syncValidRegs = [.regs, .conditional]
         g.vcpu.saveRegsOnExitBitmap = Array(repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
         g.vcpu.poisonSyncRegs(0xA5)
         // Accepted *and* honoured: with nothing marked, nothing may be copied (some kernels accept and ignore bit 63).
-        return g.vcpu.runOnce() == nil && uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == 0xA5 }
+        return g.vcpu.tryRun().error == nil && uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == 0xA5 }
     }
 
     static func now() -> UInt64 {

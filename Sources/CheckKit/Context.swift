@@ -162,10 +162,10 @@ public final class CheckContext {
 /// Formats values the way kernel developers read them: integers in hex.
 public func describe<T>(_ value: T) -> String {
     switch value {
-    case let v as UInt64: return "0x" + String(v, radix: 16)
-    case let v as UInt32: return "0x" + String(v, radix: 16)
+    case let v as UInt64: return hex(v)
+    case let v as UInt32: return hex(v)
     case let v as Int: return String(v)
-    case let v as [UInt64]: return "[" + v.map { "0x" + String($0, radix: 16) }.joined(separator: ", ") + "]"
+    case let v as [UInt64]: return "[" + v.map { hex($0) }.joined(separator: ", ") + "]"
     case let v as CustomStringConvertible: return v.description
     default: return String(describing: value)
     }

@@ -45,11 +45,6 @@ public struct HostInfo: Sendable, Equatable {
         cpuinfo.split(separator: "\n").first { $0.hasPrefix(name) && $0.dropFirst(name.count).first.map { $0 == " " || $0 == "\t" || $0 == ":" } == true }
             .flatMap { $0.split(separator: ":", maxSplits: 1).last }.map { String($0).trimmedLine }
     }
-
-    /// A module parameter such as kvm/ignore_msrs, or nil when absent.
-    public static func moduleParameter(_ module: String, _ name: String, root: String = "") -> String? {
-        readText("\(root)/sys/module/\(module)/parameters/\(name)")?.trimmedLine
-    }
 }
 
 /// Small file helpers without Foundation.
@@ -59,6 +54,7 @@ public func readText(_ path: String) -> String? {
     var bytes: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 4096)
     while true {
+        // SAFETY: read(2) writes at most chunk.count bytes into chunk's own buffer.
         guard let n = try? chunk.withUnsafeMutableBytes({ try fd.read(into: $0) }), n > 0 else { break }
         bytes += chunk.prefix(n)
     }

@@ -30,10 +30,7 @@ let lapicIRQDeliveredCheck = Check(
     "pending_lapic_irq_delivered_without_blockirq", uapi: ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC", "KVM_SET_REGS"],
     requires: [.capability(.irqchip)], preconditions: [ifReachesGuest], levels: .both) { t in
     let g = try pendingIRQGuest(t)
-    let event = try g.next()
-    guard case .exception(let e) = event, e.vector == UInt64(pendingVector) else {
-        throw t.unexpected(event, expected: "vector 0x\(String(pendingVector, radix: 16)) delivered at entry (IF=1, IRR set with KVM_SET_LAPIC)")
-    }
+    let e = try g.expectException(ExceptionVector(pendingVector), because: "delivered at entry (IF=1, IRR set with KVM_SET_LAPIC)")
     t.verify((g.address("start")..<g.address("nop0")).contains(e.rip), "RIP in the interrupt frame (delivered at entry, not after the loop)",
              expected: "in the first loop, from \(g.describe(address: g.address("start")))", observed: g.describe(address: e.rip))
     try g.expectSync(1)
@@ -183,10 +180,7 @@ func stepWithBlockIRQ(_ t: CheckContext) throws -> Guest {
 
 /// After BLOCKIRQ is cleared: vector 0xAA exactly once, then the guest runs to its end.
 func expectDeliveredOnceThenDone(_ t: CheckContext, _ g: Guest) throws {
-    let event = try g.next()
-    guard case .exception(let e) = event, e.vector == UInt64(pendingVector) else {
-        throw t.unexpected(event, expected: "vector 0x\(String(pendingVector, radix: 16)) delivered once BLOCKIRQ is cleared (IF=1, IRQ pending)")
-    }
+    try g.expectException(ExceptionVector(pendingVector), because: "delivered once BLOCKIRQ is cleared (IF=1, IRQ pending)")
     try g.expectSync(2)
     try g.expectDone()
     t.verifyEqual(g.exceptionCount, 1, "interrupts the guest's handler took (the pending one, exactly once)")
@@ -194,7 +188,7 @@ func expectDeliveredOnceThenDone(_ t: CheckContext, _ g: Guest) throws {
 
 /// Did the pending vector reach the guest: its handler reported it, or a step stopped in its stub?
 func deliveredIRQ(_ interruption: GuestEvent?, _ stops: [DebugStop]) -> Bool {
-    if case .exception(let e)? = interruption, e.vector == UInt64(pendingVector) { return true }
+    if case .exception(let e)? = interruption, e.vector == ExceptionVector(pendingVector) { return true }
     let stub = GuestEnvironment.handlerEntry(vector: pendingVector)
     return stops.contains { (stub..<stub + 16).contains($0.exit.pc) }
 }

@@ -43,8 +43,8 @@ let debugCR3Suite = Suite(
             let verdict = judgeCR3Slot(finding, advertised: advertised.map { $0.value != 0 })
             t.note("\(advertised.map { "KVM_CHECK_EXTENSION(\($0.number)) = \($0.value)" } ?? "no cap number configured"); "
                    + "slot after a single-step exit: \(finding)")
-            try t.expect(verdict.consistent, "kvm_run.debug.arch.cr3 slot (canary 0x\(String(cr3Canary(for: g), radix: 16)) planted before KVM_RUN): \(verdict.summary)",
-                         expected: advertised?.value != 0 && advertised != nil ? "CR3 0x\(String(cr3, radix: 16))" : "canary intact (cap not advertised)",
+            try t.expect(verdict.consistent, "kvm_run.debug.arch.cr3 slot (canary \(hex(cr3Canary(for: g))) planted before KVM_RUN): \(verdict.summary)",
+                         expected: advertised?.value != 0 && advertised != nil ? "CR3 \(hex(cr3))" : "canary intact (cap not advertised)",
                          observed: "\(finding)")
         },
         Check("cr3_on_single_step_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_SINGLESTEP"],
@@ -76,11 +76,11 @@ let debugCR3Suite = Suite(
             let g = try t.guest(roots.options()) { a in a.label("bp"); a.nop(); a.ucallDone() }
             g.installPageTables(root: roots.second)
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
             for root in [roots.boot, roots.second] {
                 try g.setCR3(root)
                 try g.setRIP(g.address("bp"))
-                try expectCR3(t, g, try stopWithCanary(g), root: root, "DR0 breakpoint with root 0x\(String(root, radix: 16))")
+                try expectCR3(t, g, try stopWithCanary(g), root: root, "DR0 breakpoint with root \(hex(root))")
             }
         },
         Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_SW_BP"],
@@ -94,7 +94,7 @@ let debugCR3Suite = Suite(
             for root in [roots.boot, roots.second] {
                 try g.setCR3(root)
                 try g.setRIP(g.address("bp"))
-                try expectCR3(t, g, try stopWithCanary(g), root: root, "int3 with root 0x\(String(root, radix: 16))")
+                try expectCR3(t, g, try stopWithCanary(g), root: root, "int3 with root \(hex(root))")
             }
         },
         Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE"], requires: [needsGuestDebug, needsDebugCR3],
@@ -111,7 +111,7 @@ let debugCR3Suite = Suite(
             try g.vcpu.setGuestDebug([.enable, .singleStep])
             for root in [roots.boot | 0x001, roots.second | 0x002] {
                 try g.setCR3(root)
-                try expectCR3(t, g, try stopWithCanary(g), root: root, "single-step with CR3 0x\(String(root, radix: 16)) (PCID \(root & 0xFFF))")
+                try expectCR3(t, g, try stopWithCanary(g), root: root, "single-step with CR3 \(hex(root)) (PCID \(root & 0xFFF))")
             }
         },
     ])
@@ -156,9 +156,9 @@ func expectCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _
     let sregsCR3 = try g.vcpu.sregs().cr3
     let finding = CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary(for: g), cr3: sregsCR3)
     try t.expect(finding == .filled, "\(what) at \(g.describe(address: stop.exit.pc)): kvm_debug_exit_arch.cr3",
-                 expected: "KVM_GET_SREGS.cr3 0x\(String(sregsCR3, radix: 16))", observed: "\(finding)")
-    try t.expect(sregsCR3 == root, "\(what): KVM_GET_SREGS.cr3", expected: "the loaded root 0x\(String(root, radix: 16))",
-                 observed: "0x\(String(sregsCR3, radix: 16))")
+                 expected: "KVM_GET_SREGS.cr3 \(hex(sregsCR3))", observed: "\(finding)")
+    try t.expect(sregsCR3 == root, "\(what): KVM_GET_SREGS.cr3", expected: "the loaded root \(hex(root))",
+                 observed: "\(hex(sregsCR3))")
 }
 
 /// Two "processes": at CPL0 the payload itself switches CR3 between the boot root and a
@@ -196,7 +196,7 @@ let debugCR3Feature = Feature(
         switch CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary(for: g), cr3: try g.vcpu.sregs().cr3) {
         case .filled: return .works("single-step exit carries KVM_GET_SREGS.cr3")
         case .untouched: return .absent("cr3 slot not written on a single-step exit (canary intact)")
-        case .overwritten(let v): return .misbehaves("cr3 slot overwritten with 0x\(String(v, radix: 16))")
+        case .overwritten(let v): return .misbehaves("cr3 slot overwritten with \(hex(v))")
         }
     }
 }

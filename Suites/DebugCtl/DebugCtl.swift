@@ -52,12 +52,7 @@ let debugCtlSuite: Suite = Suite(
                 a.label("after")
                 readDebugCtlPayload(&a)
             }
-            let event = try g.next()
-            guard case .exception(let e) = event, e.vector == 13 else {
-                throw t.unexpected(event, expected: "#GP at the WRMSR (vmx_is_valid_debugctl rejects bit 14)")
-            }
-            try t.expect(e.rip == g.address("wrmsr"), "RIP of the #GP", expected: g.describe(address: g.address("wrmsr")),
-                         observed: g.describe(address: e.rip))
+            try g.expectException(.gp, at: "wrmsr", because: "vmx_is_valid_debugctl rejects bit 14")
             let after = try guestReadDebugCtl(t, g)
             try t.expectEqual(after & freezeInSMM, 0, "DEBUGCTL bit 14 the guest reads after the refused WRMSR")
         },
@@ -84,7 +79,7 @@ let debugCtlSuite: Suite = Suite(
                 try t.expectEqual(try g.vcpu.setMSRs([(debugCtlMSR, bit)]), 1, "KVM_SET_MSRS(DEBUGCTL = \(name)) processed count")
                 let host = try g.vcpu.getMSR(debugCtlMSR)
                 try t.expect(host == bit || host == 0, "KVM_GET_MSRS(DEBUGCTL) after setting \(name)",
-                             expected: "0x\(String(bit, radix: 16)) (kept) or 0x0 (dropped)", observed: host.map { "0x\(String($0, radix: 16))" } ?? "not returned")
+                             expected: "\(hex(bit)) (kept) or 0x0 (dropped)", observed: host.map { "\(hex($0))" } ?? "not returned")
                 if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
                     try t.expectEqual(try g.vcpu.getOneReg(X86RegID.msr(debugCtlMSR)), host ?? 0, "KVM_GET_ONE_REG(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
                 }
@@ -126,7 +121,7 @@ let debugCtlSuite: Suite = Suite(
                 guard case .sync(1, let values) = event, values[0] == UInt64(round) else {
                     if case .guestFailure(_, let value) = event {
                         throw Failure("the guest saw DEBUGCTL.FREEZE_IN_SMM while the host toggled freeze_on_smi",
-                                      expected: "bit 14 clear in every RDMSR", observed: "RDMSR = 0x\(String(value, radix: 16))")
+                                      expected: "bit 14 clear in every RDMSR", observed: "RDMSR = \(hex(value))")
                     }
                     throw t.unexpected(event, expected: "ucall SYNC after round \(round) of 20000 RDMSRs")
                 }
@@ -162,7 +157,7 @@ func guestReadDebugCtl(_ t: CheckContext, _ g: Guest) throws -> UInt64 {
 func expectHostViewsHideBit14(_ t: CheckContext, _ vcpu: VCPU) throws {
     let msrs = try vcpu.getMSR(debugCtlMSR)
     try t.expect(msrs.map { $0 & freezeInSMM == 0 } ?? false, "KVM_GET_MSRS(DEBUGCTL) bit 14",
-                 expected: "clear", observed: msrs.map { "0x\(String($0, radix: 16))" } ?? "MSR not returned")
+                 expected: "clear", observed: msrs.map { "\(hex($0))" } ?? "MSR not returned")
     if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
         let one = try vcpu.getOneReg(X86RegID.msr(debugCtlMSR))
         try t.expectEqual(one & freezeInSMM, 0, "KVM_GET_ONE_REG(DEBUGCTL) bit 14")
@@ -177,12 +172,12 @@ let guestRDMSRHidesCheck = Check("guest_rdmsr_hides_freeze_in_smm", uapi: debugC
     _ = try control.vcpu.setMSRs([(debugCtlMSR, kept.bit)])
     let seen = try guestReadDebugCtl(t, control)
     guard seen & kept.bit != 0 else {
-        throw Skip.cannotObserve("the guest's RDMSR(DEBUGCTL) reads 0x\(String(seen, radix: 16)) although the VMM set \(kept.name), "
+        throw Skip.cannotObserve("the guest's RDMSR(DEBUGCTL) reads \(hex(seen)) although the VMM set \(kept.name), "
                                  + "which KVM_GET_MSRS shows: the guest's view shows no set bit, so a hidden bit 14 cannot be told apart")
     }
     t.note("positive control: the guest's RDMSR shows \(kept.name) set by the VMM")
     let value = try guestReadDebugCtl(t, try t.guest(GuestOptions(), readDebugCtlPayload))
-    t.note("guest RDMSR(DEBUGCTL) = 0x\(String(value, radix: 16))")
+    t.note("guest RDMSR(DEBUGCTL) = \(hex(value))")
     try t.expectEqual(value & freezeInSMM, 0, "DEBUGCTL bit 14 (FREEZE_IN_SMM) in the guest's RDMSR")
 }
 
@@ -211,10 +206,10 @@ func requireKeptDebugCtlBit(_ t: CheckContext) throws -> (name: String, bit: UIn
         _ = try vcpu.setMSRs([(debugCtlMSR, bit)])
         let back = try vcpu.getMSR(debugCtlMSR)
         if let back, back & bit != 0 {
-            t.note("positive control: KVM_GET_MSRS(DEBUGCTL) keeps \(name) (0x\(String(back, radix: 16)))")
+            t.note("positive control: KVM_GET_MSRS(DEBUGCTL) keeps \(name) (\(hex(back)))")
             return (name, bit)
         }
-        seen.append("\(name) -> \(back.map { "0x" + String($0, radix: 16) } ?? "not returned")")
+        seen.append("\(name) -> \(back.map { hex($0) } ?? "not returned")")
     }
     throw Skip.cannotObserve("this kernel keeps no DEBUGCTL bit a VMM sets (KVM_SET_MSRS then KVM_GET_MSRS: "
                              + seen.joined(separator: ", ") + "), so a hidden bit 14 cannot be told from a dropped write")

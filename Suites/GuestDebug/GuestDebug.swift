@@ -21,7 +21,7 @@ let guestDebugSuite: Suite = Suite(
         Check("advertised_flags_accepted", uapi: ["KVM_CAP_SET_GUEST_DEBUG2", "KVM_SET_GUEST_DEBUG"],
               requires: [.capability(.setGuestDebug2)]) { t in
             let mask = UInt32(truncatingIfNeeded: try t.system.checkExtension(.setGuestDebug2))
-            t.note("KVM_CAP_SET_GUEST_DEBUG2 = 0x\(String(mask, radix: 16)) (\(GuestDebugControl(rawValue: mask)))")
+            t.note("KVM_CAP_SET_GUEST_DEBUG2 = \(hex(mask)) (\(GuestDebugControl(rawValue: mask)))")
             var rejected: [String] = []
             for bit in (0..<32).map({ UInt32(1) << $0 }) where mask & bit != 0 {
                 // A fresh vCPU per flag: an INJECT_* flag queues an exception the next one would collide with.
@@ -68,7 +68,7 @@ let guestDebugSuite: Suite = Suite(
             let pushed = values[0]
             t.note(pushed & 0x100 == 0
                    ? "the guest's pushfq saw TF clear (no leak on this kernel)"
-                   : "informational: the guest's pushfq saw RFLAGS 0x\(String(pushed, radix: 16)) with TF set (KVM's stepping TF, a documented leak: x86.c kvm_get_rflags/__kvm_set_rflags, seed 001)")
+                   : "informational: the guest's pushfq saw RFLAGS \(hex(pushed)) with TF set (KVM's stepping TF, a documented leak: x86.c kvm_get_rflags/__kvm_set_rflags, seed 001)")
         },
         hwExecuteBreakpointCheck,
         debugExitDR7Check,
@@ -90,11 +90,11 @@ let guestDebugSuite: Suite = Suite(
         },
         Check("inject_bp_reaches_guest", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_BP"],
               requires: [needsGuestDebug], levels: .both) { t in
-            try injectionCheck(t, .injectBP, vector: 3)
+            try injectionCheck(t, .injectBP, vector: .bp)
         },
         Check("inject_db_reaches_guest", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_DB"],
               requires: [needsGuestDebug], levels: .both) { t in
-            try injectionCheck(t, .injectDB, vector: 1)
+            try injectionCheck(t, .injectDB, vector: .db)
         },
         Check("second_injection_before_delivery", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_BP", "KVM_GUESTDBG_INJECT_DB"],
               requires: [needsGuestDebug], informational: true) { t in
@@ -123,7 +123,7 @@ let guestDebugSuite: Suite = Suite(
             for bit in (0..<32).map({ UInt32(1) << $0 }) where known & bit == 0 {
                 do {
                     try g.vcpu.setGuestDebug(rawControl: GuestDebugControl.enable.rawValue | bit)
-                    accepted.append("0x" + String(bit, radix: 16))
+                    accepted.append(hex(bit))
                 } catch is KVMError {}
             }
             try g.vcpu.setGuestDebug([])
@@ -139,9 +139,9 @@ let guestDebugSuite: Suite = Suite(
                 a.ucallDone()
             }
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
             _ = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp while debugging is on (control run)")
-            try g.vcpu.setGuestDebug([], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
+            try g.vcpu.setGuestDebug([], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
             let event = try g.next()
             guard case .sync(1, _) = event else {
                 throw t.unexpected(event, expected: "ucall SYNC 1: control = 0 disarms the host breakpoint still in debugreg[]")
@@ -149,14 +149,6 @@ let guestDebugSuite: Suite = Suite(
             try t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (none: the breakpoint was the host's)")
         },
     ])
-
-/// debugreg[] for KVM_SET_GUEST_DEBUG with DRn = address and DR7.
-func debugRegs(_ n: Int, _ address: UInt64, dr7: UInt64) -> [UInt64] {
-    var regs = [UInt64](repeating: 0, count: 8)
-    regs[n] = address
-    regs[7] = dr7
-    return regs
-}
 
 /// A straight line of instructions whose behaviour at this CPL is plain (no port I/O: at CPL3
 /// it depends on IOPL and the TSS bitmap; an exit to userspace is single_step_over_userspace_exit's
@@ -186,9 +178,9 @@ func steppedLineGuest(_ t: CheckContext) throws -> (Guest, [String]) {
 func expectSteps(_ t: CheckContext, _ g: Guest, _ stops: [DebugStop], _ interruption: GuestEvent?, expectedPCs: [UInt64]) throws {
     try expectStopAddresses(t, g, stops, interruption, expectedPCs: expectedPCs)
     for (i, s) in stops.enumerated() {
-        try t.expectEqual(s.exit.exception, 1, "step \(i + 1): kvm_debug_exit_arch.exception (#DB)")
-        try t.expect(DR6(s.exit.dr6).isSingleStep, "step \(i + 1) at \(g.describe(address: s.exit.pc)): kvm_debug_exit_arch.dr6",
-                     expected: "BS (bit 14) set", observed: "\(DR6(s.exit.dr6))")
+        try t.expectEqual(s.exit.exception, .db, "step \(i + 1): kvm_debug_exit_arch.exception (#DB)")
+        try t.expect(s.exit.dr6.isSingleStep, "step \(i + 1) at \(g.describe(address: s.exit.pc)): kvm_debug_exit_arch.dr6",
+                     expected: "BS (bit 14) set", observed: "\(s.exit.dr6)")
     }
 }
 
@@ -218,10 +210,10 @@ func expectStopAddresses(_ t: CheckContext, _ g: Guest, _ stops: [DebugStop], _ 
 
 /// Records each field of a KVM_EXIT_DEBUG that says which breakpoint fired (exception, pc,
 /// dr6); dr7 is debug_exit_dr7_equals_debugreg7's subject.
-func verifyDebugExit(_ t: CheckContext, _ g: Guest, _ d: DebugExit, _ what: String, exception: UInt32, pc: UInt64, dr6: DR6) {
+func verifyDebugExit(_ t: CheckContext, _ g: Guest, _ d: DebugExit, _ what: String, exception: ExceptionVector, pc: UInt64, dr6: DR6) {
     t.verifyEqual(d.exception, exception, "\(what): kvm_debug_exit_arch.exception")
     t.verify(d.pc == pc, "\(what): kvm_debug_exit_arch.pc", expected: g.describe(address: pc), observed: g.describe(address: d.pc))
-    t.verify(d.dr6 == dr6.rawValue, "\(what): kvm_debug_exit_arch.dr6", expected: "\(dr6)", observed: "\(DR6(d.dr6))")
+    t.verify(d.dr6 == dr6, "\(what): kvm_debug_exit_arch.dr6", expected: "\(dr6)", observed: "\(d.dr6)")
 }
 
 /// For each length 1/2/4/8 (on DR0..DR3 in turn): an access just past the watched range must
@@ -254,15 +246,15 @@ func watchpointCheck(_ t: CheckContext, access: DR7.Access) throws {
     }
     for (n, len) in lengths.enumerated() {
         let base = area + UInt64(n * 0x40)
-        let what = "DR\(n) \(access) watchpoint, \(len) byte(s) at 0x\(String(base, radix: 16))"
+        let what = "DR\(n) \(access) watchpoint, \(len) byte(s) at \(hex(base))"
         t.subCase(what) {
             try g.setRIP(g.address("case\(len)"))
             let dr7 = DR7.fixed | DR7.arming(n, access, length: len)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, base, dr7: dr7))
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([n: base], dr7: dr7))
             let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG after the \(len)-byte access (\(what))")
             t.verify(stop.exit.pc != g.address("inside\(len)"), "\(what): a 1-byte access just past the range",
                      expected: "no stop", observed: "stopped: the watched range is longer than \(len) byte(s)")
-            verifyDebugExit(t, g, stop.exit, what, exception: 1, pc: g.address("after\(len)"), dr6: DR6.reporting(breakpoints: [n]))
+            verifyDebugExit(t, g, stop.exit, what, exception: .db, pc: g.address("after\(len)"), dr6: DR6.reporting(breakpoints: [n]))
             try g.vcpu.setGuestDebug([])
             try g.expectSync(UInt64(len))
         }
@@ -291,15 +283,11 @@ func injectionGuest(_ t: CheckContext) throws -> Guest {
 }
 
 /// INJECT_BP / INJECT_DB at a stop: the guest's handler must get that vector at the stop's RIP.
-func injectionCheck(_ t: CheckContext, _ flag: GuestDebugControl, vector: UInt64) throws {
+func injectionCheck(_ t: CheckContext, _ flag: GuestDebugControl, vector: ExceptionVector) throws {
     let g = try injectionGuest(t)
     try g.expectSync(1)
     try g.vcpu.setGuestDebug([.enable, flag])
-    let event = try g.next()
-    guard case .exception(let e) = event else {
-        throw t.unexpected(event, expected: "guest handler entered for vector \(vector) (KVM_GUESTDBG_\(flag))")
-    }
-    try t.expectEqual(e.vector, vector, "vector the guest's handler received for KVM_GUESTDBG_\(flag)")
+    let e = try g.expectException(vector, because: "the guest's handler entered for KVM_GUESTDBG_\(flag)")
     try t.expect(e.rip == g.address("after"), "RIP in the injected exception's frame",
                  expected: g.describe(address: g.address("after")), observed: g.describe(address: e.rip))
     try g.vcpu.setGuestDebug([])
@@ -328,13 +316,13 @@ func verifyEntryRFLAGS(_ t: CheckContext, mask: UInt64, _ cases: [(String, UInt6
             var options = GuestOptions()
             options.extraRFLAGS = bits
             let held = try t.guest(options) { a in a.ucallDone() }.vcpu.regs().rflags
-            t.verify(held & mask == bits, "\(name): KVM_GET_REGS rflags at \(t.cpl) after KVM_SET_REGS(rflags = 0x\(String(0x2 | bits, radix: 16)))",
-                     expected: "0x\(String(bits, radix: 16)) under mask 0x\(String(mask, radix: 16))",
-                     observed: "0x\(String(held, radix: 16)) (masked 0x\(String(held & mask, radix: 16)))")
+            t.verify(held & mask == bits, "\(name): KVM_GET_REGS rflags at \(t.cpl) after KVM_SET_REGS(rflags = \(hex(0x2 | bits)))",
+                     expected: "\(hex(bits)) under mask \(hex(mask))",
+                     observed: "\(hex(held)) (masked \(hex(held & mask)))")
             let seen = try guestRFLAGS(t, entry: bits)
-            t.verify(seen & mask == bits, "\(name): RFLAGS the guest's pushfq saw at \(t.cpl) after KVM_SET_REGS(rflags = 0x\(String(0x2 | bits, radix: 16)))",
-                     expected: "0x\(String(bits, radix: 16)) under mask 0x\(String(mask, radix: 16))",
-                     observed: "0x\(String(seen, radix: 16)) (masked 0x\(String(seen & mask, radix: 16)))")
+            t.verify(seen & mask == bits, "\(name): RFLAGS the guest's pushfq saw at \(t.cpl) after KVM_SET_REGS(rflags = \(hex(0x2 | bits)))",
+                     expected: "\(hex(bits)) under mask \(hex(mask))",
+                     observed: "\(hex(seen)) (masked \(hex(seen & mask)))")
         }
     }
 }
@@ -351,7 +339,7 @@ let vmmRFLAGSIFClearCheck = Check("vmm_rflags_if_clear_reaches_guest", uapi: ["K
     // Positive control: the guest's pushfq can show IF set, so a clear IF is not just a default.
     let control = try guestRFLAGS(t, entry: 0x200)
     guard control & 0x200 != 0 else {
-        throw Skip.cannotObserve("the guest does not see IF=1 set by KVM_SET_REGS either (pushfq 0x\(String(control, radix: 16))): a cleared IF cannot be told from a dropped one")
+        throw Skip.cannotObserve("the guest does not see IF=1 set by KVM_SET_REGS either (pushfq \(hex(control))): a cleared IF cannot be told from a dropped one")
     }
     verifyEntryRFLAGS(t, mask: 0x200, [("IF clear", 0)])
 }
@@ -389,9 +377,9 @@ let hwExecuteBreakpointCheck = Check("hw_execute_breakpoint_dr0_to_dr3", uapi: d
         t.subCase("DR\(n) execute breakpoint") {
             try g.setRIP(g.address("start"))
             let dr7 = DR7.fixed | DR7.arming(n, .execute)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, g.address("bp"), dr7: dr7))
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([n: g.address("bp")], dr7: dr7))
             let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp (DR\(n) execute)")
-            verifyDebugExit(t, g, stop.exit, "DR\(n) execute breakpoint", exception: 1, pc: g.address("bp"),
+            verifyDebugExit(t, g, stop.exit, "DR\(n) execute breakpoint", exception: .db, pc: g.address("bp"),
                             dr6: DR6.reporting(breakpoints: [n]))
         }
     }
@@ -424,14 +412,14 @@ let debugExitDR7Check = Check("debug_exit_dr7_equals_debugreg7", uapi: debugUAPI
         // a distinct length/type on the next register, armed on an address nothing touches.
         let other = (n + 1) % 4
         let dr7 = DR7.fixed | DR7.arming(n, .execute) | DR7.arming(other, .readWrite, length: [1, 2, 4, 8][n])
-        var regs = debugRegs(n, g.address("bp"), dr7: dr7)
-        regs[other] = watched + 0x3000 + UInt64(n * 0x40)
+        var regs = GuestDebugRegisters([n: g.address("bp")], dr7: dr7)
+        regs.breakpoints[other] = watched + 0x3000 + UInt64(n * 0x40)
         t.subCase("DR\(n)") {
             try g.setRIP(g.address("start"))
             try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: regs)
             let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp (DR\(n) execute)")
             t.verify(stop.exit.dr7 == dr7, "DR\(n): kvm_debug_exit_arch.dr7 (must equal the debugreg[7] set)",
-                     expected: "\(DR7(dr7))", observed: "\(DR7(stop.exit.dr7))")
+                     expected: "\(dr7)", observed: "\(stop.exit.dr7)")
         }
     }
 }
@@ -446,6 +434,6 @@ let swBreakpointCheck = Check("sw_breakpoint_exits_at_int3", uapi: debugUAPI + [
     let g = try int3Guest(t)
     try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
     let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")
-    t.verifyEqual(stop.exit.exception, 3, "kvm_debug_exit_arch.exception for int3 (#BP)")
+    t.verifyEqual(stop.exit.exception, .bp, "kvm_debug_exit_arch.exception for int3 (#BP)")
     t.verifyEqual(stop.exit.pc, g.address("int3"), "kvm_debug_exit_arch.pc (the int3 itself, as debuggers expect)")
 }

@@ -30,7 +30,7 @@ let debugRegsSuite = Suite(
             for n in 0..<4 {
                 try g.setRIP(g.address("start"))
                 try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints],
-                                         debugRegs: debugRegs(n, g.address("bp"), dr7: DR7.fixed | DR7.arming(n, .execute)))
+                                         debugRegs: GuestDebugRegisters([n: g.address("bp")], dr7: DR7.fixed | DR7.arming(n, .execute)))
                 expectExit(&cases, g, try g.next(), "DR\(n) execute breakpoint", pc: g.address("bp"), dr6: DR6.reporting(breakpoints: [n]))
             }
             try cases.finish(t, "execute breakpoints on DR0-DR3 (upstream INS_HW_BP)")
@@ -48,7 +48,7 @@ let debugRegsSuite = Suite(
             for n in 0..<4 {
                 try g.setRIP(g.address("start"))
                 let dr7 = DR7.fixed | DR7.arming(n, .write, length: 4)
-                try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, target, dr7: dr7))
+                try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([n: target], dr7: dr7))
                 expectExit(&cases, g, try g.next(), "DR\(n) 4-byte write watchpoint", pc: g.address("after"),
                            dr6: DR6.reporting(breakpoints: [n]))
             }
@@ -78,7 +78,7 @@ let debugRegsSuite = Suite(
             }
             g.recordsDebugStatus = false
             try g.expectSync(1)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, 0, dr7: DR7.fixed | DR7.generalDetect))
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: 0], dr7: DR7.fixed | DR7.generalDetect))
             var cases = SubCases()
             let first = try g.next()
             expectExit(&cases, g, first, "host DR7.GD, guest mov from DR0", pc: g.address("bd"), dr6: DR6.reporting(registerAccess: true))
@@ -103,9 +103,9 @@ func expectExit(_ cases: inout SubCases, _ g: Guest, _ event: GuestEvent, _ what
         cases.unreached("\(what): KVM_EXIT_DEBUG", expected: "KVM_EXIT_DEBUG at \(g.describe(address: pc))", observed: "\(event)")
         return
     }
-    cases.expectEqual(d.exception, 1, "\(what): exception (#DB)")
+    cases.expectEqual(d.exception, .db, "\(what): exception (#DB)")
     cases.expect(d.pc == pc, "\(what): pc", expected: g.describe(address: pc), observed: g.describe(address: d.pc))
-    cases.expect(d.dr6 == dr6.rawValue, "\(what): dr6", expected: "\(dr6)", observed: "\(DR6(d.dr6))")
+    cases.expect(d.dr6 == dr6, "\(what): dr6", expected: "\(dr6)", observed: "\(d.dr6)")
 }
 
 enum PendingIRQSource { case selfIPI, setLapic }
@@ -159,8 +159,8 @@ func pendingIRQControl(_ source: PendingIRQSource) -> Check {
         let (stops, interruption) = try control.stepUntil(control.address("end"), limit: 8)
         let stub = GuestEnvironment.handlerEntry(vector: Int(selfIPIVector))
         var landed = stops.contains { (stub..<stub + 16).contains($0.exit.pc) }
-        if case .exception(let e)? = interruption, e.vector == UInt64(selfIPIVector) { landed = true }
-        try t.expect(landed, "without BLOCKIRQ, stepping from sti delivers the pending vector 0x\(String(selfIPIVector, radix: 16))",
+        if case .exception(let e)? = interruption, e.vector == ExceptionVector(selfIPIVector) { landed = true }
+        try t.expect(landed, "without BLOCKIRQ, stepping from sti delivers the pending vector \(hex(selfIPIVector))",
                      expected: "a step into \(control.describe(address: stub))",
                      observed: "stops at [" + stops.map { control.describe(address: $0.exit.pc) }.joined(separator: ", ") + "]"
                         + (interruption.map { ", then \($0)" } ?? ""))

@@ -37,11 +37,11 @@ let badRequests: [BadRequest] = [
     BadRequest(name: "unknown_kvm_register_einval", what: "KVM-defined register index 0x10", errno: .invalidArgument,
                attempt: getError(X86RegID.kvm(0x10) | X86RegID.sizeU64)),
     BadRequest(name: "null_address_get_efault", what: "KVM_GET_ONE_REG with addr = NULL", errno: .badAddress,
-               attempt: { $0.oneRegWithAddress(lstarID, address: 0, set: false) }),
+               attempt: { $0.tryGetOneReg(lstarID, userAddress: 0).error }),
     BadRequest(name: "null_address_set_efault", what: "KVM_SET_ONE_REG with addr = NULL", errno: .badAddress,
-               attempt: { $0.oneRegWithAddress(lstarID, address: 0, set: true) }),
+               attempt: { $0.trySetOneReg(lstarID, userAddress: 0).error }),
     BadRequest(name: "vm_fd_enotty", what: "KVM_GET_ONE_REG on the VM fd instead of a vCPU fd", errno: .inappropriateIOCTLForDevice,
-               attempt: { $0.vm.getOneRegOnVMDescriptor(lstarID) }),
+               attempt: { $0.vm.tryGetOneReg(lstarID).error }),
 ]
 
 let badEncodingChecks: [Check] = badRequests.map { bad in
@@ -64,7 +64,7 @@ let oneRegFeatures: [Feature] = [
                     try vcpu.setMSRs([(0xC000_0082, 0xFFFF_FFFF_8100_1000)])
                     let v = try vcpu.getOneReg(lstarID)
                     return v == 0xFFFF_FFFF_8100_1000 ? .works("GET_ONE_REG(LSTAR) returns the KVM_SET_MSRS canary")
-                        : .misbehaves("GET_ONE_REG(LSTAR) = 0x\(String(v, radix: 16)), canary 0xffffffff81001000")
+                        : .misbehaves("GET_ONE_REG(LSTAR) = \(hex(v)), canary 0xffffffff81001000")
                 } catch let e as KVMError where e.errno == .invalidArgument {
                     return .absent("\(e)")
                 } catch { return .misbehaves("\(error)") }

@@ -45,10 +45,10 @@ enum Bit63Behaviour: Equatable {
 func bit63Behaviour(_ system: KVMSystem) -> Bit63Behaviour {
     do {
         let g = try Guest(system: system, cpl: .cpl0) { a in a.ucallDone() }
-        g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
+        g.vcpu.syncValidRegs = [.regs, .conditional]
         g.vcpu.saveRegsOnExitBitmap = Array(repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
         g.vcpu.poisonSyncRegs(poison)
-        if let error = g.vcpu.runOnce() { return .rejected(error.errno?.symbolicName ?? "\(error)") }
+        if let error = g.vcpu.tryRun().error { return .rejected(error.errno?.symbolicName ?? "\(error)") }
         return uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison } ? .conditional : .ignored
     } catch { return .probeFailed("\(error)") }
 }
@@ -60,7 +60,7 @@ func conditionalSyncCheck(_ t: CheckContext) throws {
     var bitmap = [UInt64](repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
     bitmap[0] = 1 << UInt64(KVM_EXIT_IO)
     g.vcpu.saveRegsOnExitBitmap = bitmap
-    g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
+    g.vcpu.syncValidRegs = [.regs, .conditional]
     g.vcpu.poisonSyncRegs(poison)
     let first = try g.next()
     guard case .exit(.io) = first else { throw t.unexpected(first, expected: "KVM_EXIT_IO from out 0x80") }
@@ -79,7 +79,7 @@ let syncRegsFeature = Feature(
         do {
             let g = try Guest(system: kvm, cpl: .cpl0) { a in a.mov(.rbx, 0x5151); a.ucallSync(1); a.ucallDone() }
             g.vcpu.poisonSyncRegs(poison)
-            g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue
+            g.vcpu.syncValidRegs = .regs
             try g.expectSync(1)
             return uapiBytes(of: g.vcpu.syncedRegs) == uapiBytes(of: try g.vcpu.regs())
                 ? .works("s.regs == KVM_GET_REGS after an exit")
