@@ -31,11 +31,11 @@ let lapicIRQDeliveredCheck = Check(
     requires: [.capability(.irqchip)], preconditions: [ifReachesGuest], levels: .both) { t in
     let g = try pendingIRQGuest(t)
     let e = try g.expectException(ExceptionVector(pendingVector), because: "delivered at entry (IF=1, IRR set with KVM_SET_LAPIC)")
-    t.verify((g.address("start")..<g.address("nop0")).contains(e.rip), "RIP in the interrupt frame (delivered at entry, not after the loop)",
+    t.expect((g.address("start")..<g.address("nop0")).contains(e.rip), "RIP in the interrupt frame (delivered at entry, not after the loop)",
              expected: "in the first loop, from \(g.describe(address: g.address("start")))", observed: g.describe(address: e.rip))
     try g.expectSync(1)
     try g.expectSync(2)
-    t.verifyEqual(g.exceptionCount, 1, "interrupts the guest's handler took (the pending one, once)")
+    t.expectEqual(g.exceptionCount, 1, "interrupts the guest's handler took (the pending one, once)")
 }
 let irqDeliveredWithoutBlockIRQ = CheckRef("blockirq", lapicIRQDeliveredCheck)
 
@@ -54,7 +54,7 @@ let blockIRQSuite: Suite = Suite(
             try g.setRIP(g.address("nop0"))
             try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
             let first = try g.nextDebugStop(expecting: "a step over nop0")
-            try t.expect(first.exit.pc == g.address("nop1"), "setup: the first step",
+            try t.assert(first.exit.pc == g.address("nop1"), "setup: the first step",
                          expected: g.describe(address: g.address("nop1")), observed: g.describe(address: first.exit.pc))
             try g.vcpu.interrupt(vector: UInt32(pendingVector))
             let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
@@ -68,7 +68,7 @@ let blockIRQSuite: Suite = Suite(
                 afterClear = "\(event)"
             }
             t.note("KVM_INTERRUPT after the first step; \(seen); after clearing BLOCKIRQ: \(afterClear)")
-            try t.expect(!duringBlockIRQ, "an IRQ queued with KVM_INTERRUPT (userspace irqchip) while BLOCKIRQ is set",
+            try t.assert(!duringBlockIRQ, "an IRQ queued with KVM_INTERRUPT (userspace irqchip) while BLOCKIRQ is set",
                          expected: "held until BLOCKIRQ is cleared (api.rst: avoid injecting interrupts)",
                          observed: "delivered during the steps: \(seen)")
         },
@@ -80,7 +80,7 @@ let blockIRQStepsCheck = Check(
     requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [ifReachesGuest, singleStepWorks, irqDeliveredWithoutBlockIRQ],
     levels: .both) { t in
     let g = try stepWithBlockIRQ(t)
-    t.verifyEqual(g.exceptionCount, 0, "interrupts the guest's handler took while BLOCKIRQ was set")
+    t.expectEqual(g.exceptionCount, 0, "interrupts the guest's handler took while BLOCKIRQ was set")
 }
 
 /// The same steps, then BLOCKIRQ cleared: the held IRQ is delivered, exactly once.
@@ -106,7 +106,7 @@ let blockIRQRunningCheck = Check(
         throw Failure("the pending IRQ was delivered while BLOCKIRQ was set (no single-step)",
                       expected: "ucall SYNC 1 after a \(loopIterations)-iteration loop with the IRQ held", observed: "\(event)")
     }
-    t.verifyEqual(g.exceptionCount, 0, "interrupts the guest's handler took during the loop with BLOCKIRQ set")
+    t.expectEqual(g.exceptionCount, 0, "interrupts the guest's handler took during the loop with BLOCKIRQ set")
     try g.vcpu.setGuestDebug([])
     try expectDeliveredOnceThenDone(t, g)
 }
@@ -174,7 +174,7 @@ func stepWithBlockIRQ(_ t: CheckContext) throws -> Guest {
     try makeIRQPending(g)
     try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
     let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 6)
-    try expectSteps(t, g, stops, interruption, expectedPCs: ["nop1", "nop2", "nop3", "end"].map(g.address))
+    try assertSteps(t, g, stops, interruption, expectedPCs: ["nop1", "nop2", "nop3", "end"].map(g.address))
     return g
 }
 
@@ -183,7 +183,7 @@ func expectDeliveredOnceThenDone(_ t: CheckContext, _ g: Guest) throws {
     try g.expectException(ExceptionVector(pendingVector), because: "delivered once BLOCKIRQ is cleared (IF=1, IRQ pending)")
     try g.expectSync(2)
     try g.expectDone()
-    t.verifyEqual(g.exceptionCount, 1, "interrupts the guest's handler took (the pending one, exactly once)")
+    t.expectEqual(g.exceptionCount, 1, "interrupts the guest's handler took (the pending one, exactly once)")
 }
 
 /// Did the pending vector reach the guest: its handler reported it, or a step stopped in its stub?

@@ -43,7 +43,7 @@ let debugCR3Suite = Suite(
             let verdict = judgeCR3Slot(finding, advertised: advertised.map { $0.value != 0 })
             t.note("\(advertised.map { "KVM_CHECK_EXTENSION(\($0.number)) = \($0.value)" } ?? "no cap number configured"); "
                    + "slot after a single-step exit: \(finding)")
-            try t.expect(verdict.consistent, "kvm_run.debug.arch.cr3 slot (canary \(hex(cr3Canary(for: g))) planted before KVM_RUN): \(verdict.summary)",
+            try t.assert(verdict.consistent, "kvm_run.debug.arch.cr3 slot (canary \(hex(cr3Canary(for: g))) planted before KVM_RUN): \(verdict.summary)",
                          expected: advertised?.value != 0 && advertised != nil ? "CR3 \(hex(cr3))" : "canary intact (cap not advertised)",
                          observed: "\(finding)")
         },
@@ -89,12 +89,12 @@ func stopWithCanary(_ g: Guest) throws -> DebugStop {
 }
 
 /// The exit's cr3 must equal KVM_GET_SREGS.cr3 and the root the "process" runs on.
-func expectCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _ what: String) throws {
+func assertCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _ what: String) throws {
     let sregsCR3 = try g.vcpu.sregs().cr3
     let finding = CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary(for: g), cr3: sregsCR3)
-    try t.expect(finding == .filled, "\(what) at \(g.describe(address: stop.exit.pc)): kvm_debug_exit_arch.cr3",
+    try t.assert(finding == .filled, "\(what) at \(g.describe(address: stop.exit.pc)): kvm_debug_exit_arch.cr3",
                  expected: "KVM_GET_SREGS.cr3 \(hex(sregsCR3))", observed: "\(finding)")
-    try t.expect(sregsCR3 == root, "\(what): KVM_GET_SREGS.cr3", expected: "the loaded root \(hex(root))",
+    try t.assert(sregsCR3 == root, "\(what): KVM_GET_SREGS.cr3", expected: "the loaded root \(hex(root))",
                  observed: "\(hex(sregsCR3))")
 }
 
@@ -141,14 +141,14 @@ let cr3OnSingleStepCheck = Check("cr3_on_single_step_two_roots", uapi: cr3UAPI +
         if t.cpl == .cpl3 && step == 4 { try g.setCR3(roots.second) } // the "scheduler" switches process
         let stop = try stopWithCanary(g)
         let payload = GuestLayout.code..<GuestLayout.code + UInt64(g.program.bytes.count)
-        try t.expect(payload.contains(stop.exit.pc), "single-step stop \(step): kvm_debug_exit_arch.pc",
+        try t.assert(payload.contains(stop.exit.pc), "single-step stop \(step): kvm_debug_exit_arch.pc",
                      expected: "inside the stepped payload", observed: g.describe(address: stop.exit.pc))
         let expected = t.cpl == .cpl3 ? (step >= 4 ? roots.second : roots.boot) : rootLoaded(at: stop.exit.pc, in: g, roots)
-        try expectCR3(t, g, stop, root: expected, "single-step stop \(step)")
+        try assertCR3(t, g, stop, root: expected, "single-step stop \(step)")
         seenRoots.insert(expected)
         if stop.exit.pc == g.address("end") { break }
     }
-    try t.expectEqual(seenRoots.count, 2, "distinct roots seen across the steps (both processes)")
+    try t.assertEqual(seenRoots.count, 2, "distinct roots seen across the steps (both processes)")
 }
 
 let cr3OnHWBreakpointCheck = Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_HW_BP"],
@@ -163,7 +163,7 @@ let cr3OnHWBreakpointCheck = Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UA
     for root in [roots.boot, roots.second] {
         try g.setCR3(root)
         try g.setRIP(g.address("bp"))
-        try expectCR3(t, g, try stopWithCanary(g), root: root, "DR0 breakpoint with root \(hex(root))")
+        try assertCR3(t, g, try stopWithCanary(g), root: root, "DR0 breakpoint with root \(hex(root))")
     }
 }
 
@@ -178,7 +178,7 @@ let cr3OnSWBreakpointCheck = Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UA
     for root in [roots.boot, roots.second] {
         try g.setCR3(root)
         try g.setRIP(g.address("bp"))
-        try expectCR3(t, g, try stopWithCanary(g), root: root, "int3 with root \(hex(root))")
+        try assertCR3(t, g, try stopWithCanary(g), root: root, "int3 with root \(hex(root))")
     }
 }
 
@@ -196,6 +196,6 @@ let cr3KeepsPCIDCheck = Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE
     try g.vcpu.setGuestDebug([.enable, .singleStep])
     for root in [roots.boot | 0x001, roots.second | 0x002] {
         try g.setCR3(root)
-        try expectCR3(t, g, try stopWithCanary(g), root: root, "single-step with CR3 \(hex(root)) (PCID \(root & 0xFFF))")
+        try assertCR3(t, g, try stopWithCanary(g), root: root, "single-step with CR3 \(hex(root)) (PCID \(root & 0xFFF))")
     }
 }

@@ -54,21 +54,21 @@ let debugCtlSuite: Suite = Suite(
             }
             try g.expectException(.gp, at: "wrmsr", because: "vmx_is_valid_debugctl rejects bit 14")
             let after = try guestReadDebugCtl(t, g)
-            try t.expectEqual(after & freezeInSMM, 0, "DEBUGCTL bit 14 the guest reads after the refused WRMSR")
+            try t.assertEqual(after & freezeInSMM, 0, "DEBUGCTL bit 14 the guest reads after the refused WRMSR")
         },
         Check("host_set_msrs_freeze_in_smm_rejected", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS"], requires: [vmxRules]) { t in
             let vcpu = try t.system.createVM().createVCPU()
-            try t.expectEqual(try vcpu.setMSRs([(debugCtlMSR, freezeInSMM)]), 0,
+            try t.assertEqual(try vcpu.setMSRs([(debugCtlMSR, freezeInSMM)]), 0,
                               "MSRs KVM_SET_MSRS processed for DEBUGCTL = bit 14 (0: the write is refused)")
-            try expectHostViewsHideBit14(t, vcpu)
+            try assertHostViewsHideBit14(t, vcpu)
         },
         Check("host_one_reg_freeze_in_smm_einval", uapi: debugCtlUAPI + ["KVM_SET_ONE_REG", "KVM_X86_REG_MSR"],
               requires: [vmxRules, .capability(.oneReg)]) { t in
             let vcpu = try t.system.createVM().createVCPU()
-            try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(MSR DEBUGCTL, bit 14)") {
+            try t.assertErrno(.invalidArgument, "KVM_SET_ONE_REG(MSR DEBUGCTL, bit 14)") {
                 try vcpu.setOneReg(X86RegID.msr(debugCtlMSR), freezeInSMM)
             }
-            try expectHostViewsHideBit14(t, vcpu)
+            try assertHostViewsHideBit14(t, vcpu)
         },
         hostViewsHideCheck,
         Check("legacy_btf_lbr_accepted_and_views_agree", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG", "RDMSR"],
@@ -76,14 +76,14 @@ let debugCtlSuite: Suite = Suite(
             // vmx_is_valid_debugctl tolerates BTF and LBR (legacy ABI): accepted, kept if supported, else dropped.
             for (name, bit) in legacyBits {
                 let g = try t.guest(GuestOptions(), readDebugCtlPayload)
-                try t.expectEqual(try g.vcpu.setMSRs([(debugCtlMSR, bit)]), 1, "KVM_SET_MSRS(DEBUGCTL = \(name)) processed count")
+                try t.assertEqual(try g.vcpu.setMSRs([(debugCtlMSR, bit)]), 1, "KVM_SET_MSRS(DEBUGCTL = \(name)) processed count")
                 let host = try g.vcpu.getMSR(debugCtlMSR)
-                try t.expect(host == bit || host == 0, "KVM_GET_MSRS(DEBUGCTL) after setting \(name)",
+                try t.assert(host == bit || host == 0, "KVM_GET_MSRS(DEBUGCTL) after setting \(name)",
                              expected: "\(hex(bit)) (kept) or 0x0 (dropped)", observed: host.map { "\(hex($0))" } ?? "not returned")
                 if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
-                    try t.expectEqual(try g.vcpu.getOneReg(X86RegID.msr(debugCtlMSR)), host ?? 0, "KVM_GET_ONE_REG(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
+                    try t.assertEqual(try g.vcpu.getOneReg(X86RegID.msr(debugCtlMSR)), host ?? 0, "KVM_GET_ONE_REG(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
                 }
-                try t.expectEqual(try guestReadDebugCtl(t, g), host ?? 0, "guest RDMSR(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
+                try t.assertEqual(try guestReadDebugCtl(t, g), host ?? 0, "guest RDMSR(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
                 t.note("\(name): \(host == bit ? "kept" : "dropped")")
             }
         },
@@ -125,7 +125,7 @@ let debugCtlSuite: Suite = Suite(
                     }
                     throw t.unexpected(event, expected: "ucall SYNC after round \(round) of 20000 RDMSRs")
                 }
-                try t.expectEqual((try g.vcpu.getMSR(debugCtlMSR) ?? 0) & freezeInSMM, 0, "KVM_GET_MSRS(DEBUGCTL) bit 14 after round \(round)")
+                try t.assertEqual((try g.vcpu.getMSR(debugCtlMSR) ?? 0) & freezeInSMM, 0, "KVM_GET_MSRS(DEBUGCTL) bit 14 after round \(round)")
                 try setting.set(round % 2 == 0 ? "1" : "0")
             }
             try g.expectDone()
@@ -154,13 +154,13 @@ func guestReadDebugCtl(_ t: CheckContext, _ g: Guest) throws -> UInt64 {
 }
 
 /// KVM_GET_MSRS and (where available) KVM_GET_ONE_REG must both show bit 14 clear.
-func expectHostViewsHideBit14(_ t: CheckContext, _ vcpu: VCPU) throws {
+func assertHostViewsHideBit14(_ t: CheckContext, _ vcpu: VCPU) throws {
     let msrs = try vcpu.getMSR(debugCtlMSR)
-    try t.expect(msrs.map { $0 & freezeInSMM == 0 } ?? false, "KVM_GET_MSRS(DEBUGCTL) bit 14",
+    try t.assert(msrs.map { $0 & freezeInSMM == 0 } ?? false, "KVM_GET_MSRS(DEBUGCTL) bit 14",
                  expected: "clear", observed: msrs.map { "\(hex($0))" } ?? "MSR not returned")
     if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
         let one = try vcpu.getOneReg(X86RegID.msr(debugCtlMSR))
-        try t.expectEqual(one & freezeInSMM, 0, "KVM_GET_ONE_REG(DEBUGCTL) bit 14")
+        try t.assertEqual(one & freezeInSMM, 0, "KVM_GET_ONE_REG(DEBUGCTL) bit 14")
     }
 }
 
@@ -178,7 +178,7 @@ let guestRDMSRHidesCheck = Check("guest_rdmsr_hides_freeze_in_smm", uapi: debugC
     t.note("positive control: the guest's RDMSR shows \(kept.name) set by the VMM")
     let value = try guestReadDebugCtl(t, try t.guest(GuestOptions(), readDebugCtlPayload))
     t.note("guest RDMSR(DEBUGCTL) = \(hex(value))")
-    try t.expectEqual(value & freezeInSMM, 0, "DEBUGCTL bit 14 (FREEZE_IN_SMM) in the guest's RDMSR")
+    try t.assertEqual(value & freezeInSMM, 0, "DEBUGCTL bit 14 (FREEZE_IN_SMM) in the guest's RDMSR")
 }
 
 /// KVM_GET_MSRS / KVM_GET_ONE_REG never show bit 14, whatever happened to an attempt to set it
@@ -191,7 +191,7 @@ let hostViewsHideCheck = Check("host_views_never_show_freeze_in_smm", uapi: debu
     if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
         _ = try? vcpu.setOneReg(X86RegID.msr(debugCtlMSR), kept.bit | freezeInSMM)
     }
-    try expectHostViewsHideBit14(t, vcpu)
+    try assertHostViewsHideBit14(t, vcpu)
 }
 
 /// Bits a VMM may set in DEBUGCTL that a kernel may keep: the positive controls.

@@ -50,7 +50,7 @@ let badEncodingChecks: [Check] = badRequests.map { bad in
         // Control: the well-formed request works, so the error below is about the encoding.
         _ = try vcpu.getOneReg(lstarID)
         let error = bad.attempt(vcpu)
-        try t.expect(error?.errno == bad.errno, "\(bad.what)", expected: "-1 \(bad.errno.symbolicName)",
+        try t.assert(error?.errno == bad.errno, "\(bad.what)", expected: "-1 \(bad.errno.symbolicName)",
                      observed: error.map { "-1 \($0.errno?.symbolicName ?? "\($0)")" } ?? "success")
     }
 }

@@ -48,9 +48,9 @@ let pvmGuestDebugSuite: Suite = Suite(
             g.recordsDebugStatus = false // the handler's own DR6 read would be the access under test
             try g.expectException(.db, at: "access", because: "the first DR access after setting DR7.GD faults (RIP at the access)")
             let values = try g.expectSync(1, because: "reading DR6/DR7 in the handler's wake (GD cleared by the #DB)")
-            try t.expect(DR6(values[0]).isRegisterAccess, "DR6 the guest reads after the GD #DB",
+            try t.assert(DR6(values[0]).isRegisterAccess, "DR6 the guest reads after the GD #DB",
                          expected: "BD (bit 13) set", observed: "\(DR6(values[0]))")
-            try t.expect(!DR7(values[1]).generalDetectEnabled, "DR7 the guest reads after the GD #DB",
+            try t.assert(!DR7(values[1]).generalDetectEnabled, "DR7 the guest reads after the GD #DB",
                          expected: "GD clear (the CPU clears it on #DB)", observed: "\(DR7(values[1]))")
         },
         Check("guest_dr7_reads_back", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .only(.cpl0)) { t in
@@ -64,8 +64,8 @@ let pvmGuestDebugSuite: Suite = Suite(
                 a.ucallDone()
             }
             let seen = try g.expectSync(1)[0]
-            try expectDR7(t, DR7(seen), value, "DR7 the guest reads back")
-            try expectDR7(t, DR7(try g.vcpu.debugRegs().dr7), value, "KVM_GET_DEBUGREGS.dr7 after the guest wrote DR7")
+            try assertDR7(t, DR7(seen), value, "DR7 the guest reads back")
+            try assertDR7(t, DR7(try g.vcpu.debugRegs().dr7), value, "KVM_GET_DEBUGREGS.dr7 after the guest wrote DR7")
         },
         Check("host_single_step_takes_guest_db", uapi: guestDRUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
               requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
@@ -92,12 +92,12 @@ let pvmGuestDebugSuite: Suite = Suite(
             }
             // The guest's own DR0 hit must surface as a stop at bp with DR6.B0, not vanish or reach the guest.
             let hit = stops.contains { $0.exit.pc == g.address("bp") && $0.exit.dr6.breakpointsHit.contains(0) }
-            try t.expect(hit && stops.last?.exit.pc == g.address("end"), "single-step walk over the guest's armed DR0 breakpoint",
+            try t.assert(hit && stops.last?.exit.pc == g.address("end"), "single-step walk over the guest's armed DR0 breakpoint",
                          expected: "a stop at \(g.describe(address: g.address("bp"))) with DR6.B0, then stops up to \(g.describe(address: g.address("end")))",
                          observed: stops.map { "\(g.describe(address: $0.exit.pc)) dr6 \($0.exit.dr6)" }.joined(separator: ", "))
             try g.vcpu.setGuestDebug([])
             try g.expectSync(1)
-            try t.expectEqual(g.exceptionCount, 0, "#DBs the guest's handler took while the host was debugging")
+            try t.assertEqual(g.exceptionCount, 0, "#DBs the guest's handler took while the host was debugging")
         },
         Check("host_dr7_hidden_from_guest", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
               requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
@@ -114,9 +114,9 @@ let pvmGuestDebugSuite: Suite = Suite(
             try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: watched + 0x900, 1: watched + 0xA00], dr7: hostDR7))
             let seen = try g.expectSync(2)[0]
             if t.cpl == .cpl0 {
-                try expectDR7(t, DR7(seen), guestDR7, "DR7 the guest reads while the host debugs it (the guest's own)")
+                try assertDR7(t, DR7(seen), guestDR7, "DR7 the guest reads while the host debugs it (the guest's own)")
             } else { t.note("CPL3 cannot read DR7; only the host's view (KVM_GET_DEBUGREGS) is checked") }
-            try expectDR7(t, DR7(try g.vcpu.debugRegs().dr7), guestDR7, "KVM_GET_DEBUGREGS.dr7 while the host debugs the guest (the guest's own)")
+            try assertDR7(t, DR7(try g.vcpu.debugRegs().dr7), guestDR7, "KVM_GET_DEBUGREGS.dr7 while the host debugs the guest (the guest's own)")
         },
         Check("guest_breakpoint_works_after_host_debug", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
               requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
@@ -185,17 +185,17 @@ func guestArmedGuest(_ t: CheckContext, dr7: DR7, targets: [Int: BreakpointTarge
 }
 
 /// A DR7 value must equal `expected`; both are shown decoded (which DRs, access, length).
-func expectDR7(_ t: CheckContext, _ seen: DR7, _ expected: DR7, _ what: String) throws {
-    try t.expect(seen == expected, what, expected: "\(expected)", observed: "\(seen)")
+func assertDR7(_ t: CheckContext, _ seen: DR7, _ expected: DR7, _ what: String) throws {
+    try t.assert(seen == expected, what, expected: "\(expected)", observed: "\(seen)")
 }
 
 /// The next event must be the guest's own #DB; its RIP must be `rip` and the DR6 its handler
 /// read exactly `dr6` (both are compared and recorded, and the check goes on).
 func expectGuestDB(_ t: CheckContext, _ g: Guest, at rip: UInt64, dr6: DR6, _ what: String) throws {
     let e = try g.expectException(.db, because: "#DB in the guest's handler: \(what)")
-    t.verify(e.rip == rip, "\(what): RIP in the guest's #DB frame",
+    t.expect(e.rip == rip, "\(what): RIP in the guest's #DB frame",
              expected: g.describe(address: rip), observed: g.describe(address: e.rip))
-    t.verify(e.dr6 == dr6, "\(what): DR6 read by the guest's #DB handler",
+    t.expect(e.dr6 == dr6, "\(what): DR6 read by the guest's #DB handler",
              expected: "\(dr6)", observed: e.dr6.map { "\($0)" } ?? "not recorded")
 }
 

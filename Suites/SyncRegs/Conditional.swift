@@ -64,11 +64,11 @@ func conditionalSyncCheck(_ t: CheckContext) throws {
     g.vcpu.poisonSyncRegs(poison)
     let first = try g.next()
     guard case .exit(.io) = first else { throw t.unexpected(first, expected: "KVM_EXIT_IO from out 0x80") }
-    try t.expectSameBytes(uapiBytes(of: g.vcpu.syncedRegs), uapiBytes(of: try g.vcpu.regs()),
+    try t.assertSameBytes(uapiBytes(of: g.vcpu.syncedRegs), uapiBytes(of: try g.vcpu.regs()),
                           "kvm_run.s.regs on KVM_EXIT_IO (marked in the bitmap)")
     g.vcpu.poisonSyncRegs(poison)
     try g.expectSync(1)
-    try t.expect(uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison }, "kvm_run.s.regs on KVM_EXIT_MMIO (not marked)",
+    try t.assert(uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison }, "kvm_run.s.regs on KVM_EXIT_MMIO (not marked)",
                  expected: "untouched (not synced)", observed: "synced anyway: the bitmap was ignored")
 }
 

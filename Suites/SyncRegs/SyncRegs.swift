@@ -32,7 +32,7 @@ let syncRegsSuite = Suite(
             g.vcpu.syncValidRegs = .sregs
             try g.expectSync(1)
             let synced = uapiBytes(of: g.vcpu.syncedSregs.interrupt_bitmap), fresh = uapiBytes(of: try g.vcpu.sregs().interrupt_bitmap)
-            try t.expect(synced == fresh, "kvm_run.s.sregs.interrupt_bitmap after a sync (userspace left all bits set)",
+            try t.assert(synced == fresh, "kvm_run.s.sregs.interrupt_bitmap after a sync (userspace left all bits set)",
                          expected: "rewritten to match KVM_GET_SREGS (\(fresh.allSatisfy { $0 == 0 } ? "all clear" : "bits set"))",
                          observed: synced.allSatisfy { $0 == 0xFF } ? "stale userspace bits kept" : "partially rewritten")
         },
@@ -41,13 +41,13 @@ let syncRegsSuite = Suite(
             g.vcpu.poisonSyncRegs(poison)
             g.vcpu.syncValidRegs = []
             try g.expectSync(1)
-            try t.expect(uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison }, "kvm_run.s.regs with kvm_valid_regs = 0",
+            try t.assert(uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison }, "kvm_run.s.regs with kvm_valid_regs = 0",
                          expected: "untouched (\(hex(poison)) poison)", observed: "overwritten by the kernel")
         },
         dirtyRegsReachGuestCheck,
         Check("regs_write_without_dirty_bit_ignored", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
             let (seen, _) = try rbxAfterSyncedWrite(t, dirty: [])
-            try t.expectEqual(seen, UInt64(0x1111), "rbx the guest sees when kvm_dirty_regs is 0")
+            try t.assertEqual(seen, UInt64(0x1111), "rbx the guest sees when kvm_dirty_regs is 0")
         },
         Check("dirty_events_inject_exception", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
             let g = try t.guest { a in
@@ -84,21 +84,21 @@ let syncRegsSuite = Suite(
             g.vcpu.syncedSregs = sregs
             g.vcpu.syncDirtyRegs = .sregs
             let seen = try g.expectSync(2)[0]
-            try t.expectEqual(seen & 0x8, 0x8, "CR0.TS the guest reads after setting it via kvm_dirty_regs SREGS (CR0 was \(hex(before)))")
+            try t.assertEqual(seen & 0x8, 0x8, "CR0.TS the guest reads after setting it via kvm_dirty_regs SREGS (CR0 was \(hex(before)))")
         },
         Check("undefined_valid_bit_einval_before_entry", uapi: syncUAPI, requires: [allSyncSets]) { t in
-            try expectRejectedBeforeEntry(t, valid: undefinedSyncBit, dirty: [])
+            try assertRejectedBeforeEntry(t, valid: undefinedSyncBit, dirty: [])
         },
         Check("undefined_dirty_bit_einval_before_entry", uapi: dirtyUAPI, requires: [allSyncSets]) { t in
-            try expectRejectedBeforeEntry(t, valid: [], dirty: undefinedSyncBit)
+            try assertRejectedBeforeEntry(t, valid: [], dirty: undefinedSyncBit)
         },
         Check("valid_plus_undefined_bit_einval_before_entry", uapi: syncUAPI, requires: [allSyncSets]) { t in
-            try expectRejectedBeforeEntry(t, valid: SyncRegSet.all.union(undefinedSyncBit), dirty: .regs)
+            try assertRejectedBeforeEntry(t, valid: SyncRegSet.all.union(undefinedSyncBit), dirty: .regs)
         },
         Check("bit_63_einval_unless_conditional_sync", uapi: syncUAPI + ["KVM_SYNC_REGS_CONDITIONAL"], requires: [allSyncSets]) { t in
             // Bit 63 is undefined unless the kernel implements the proposal; then it must be rejected like any other.
             if bit63Behaviour(t.system) == .conditional { throw Skip("bit 63 is KVM_SYNC_REGS_CONDITIONAL on this kernel (an unmarked exit copied nothing)") }
-            try expectRejectedBeforeEntry(t, valid: [.regs, .conditional], dirty: [])
+            try assertRejectedBeforeEntry(t, valid: [.regs, .conditional], dirty: [])
         },
         conditionalSyncOnMarkedExitsCheck,
     ])
@@ -121,7 +121,7 @@ func compareSynced(_ t: CheckContext, _ set: SyncRegSet, field: (Int) -> String,
     g.vcpu.syncValidRegs = set
     try g.expectSync(1)
     // Padding is masked: the kernel copies fields into kvm_run.s, and our poison stays in the holes.
-    try t.expectSameBytes(synced(g.vcpu), try get(g), "kvm_run.s \(set) vs KVM_GET_\(set) after a \(g.cpl) MMIO exit",
+    try t.assertSameBytes(synced(g.vcpu), try get(g), "kvm_run.s \(set) vs KVM_GET_\(set) after a \(g.cpl) MMIO exit",
                           fieldAt: field)
 }
 
@@ -145,7 +145,7 @@ func rbxAfterSyncedWrite(_ t: CheckContext, dirty: SyncRegSet) throws -> (seen: 
 }
 
 /// KVM_RUN with bad bits must fail with EINVAL and leave the guest unrun.
-func expectRejectedBeforeEntry(_ t: CheckContext, valid: SyncRegSet, dirty: SyncRegSet) throws {
+func assertRejectedBeforeEntry(_ t: CheckContext, valid: SyncRegSet, dirty: SyncRegSet) throws {
     let g = try t.guest { a in
         a.mov(qword: .absolute(GuestLayout.data), 0x5EE11)
         a.ucallSync(1)
@@ -156,10 +156,10 @@ func expectRejectedBeforeEntry(_ t: CheckContext, valid: SyncRegSet, dirty: Sync
     g.vcpu.syncDirtyRegs = dirty
     let error = g.vcpu.tryRun().error
     let what = "KVM_RUN with kvm_valid_regs=\(hex(valid.rawValue)) kvm_dirty_regs=\(hex(dirty.rawValue))"
-    try t.expect(error?.errno == .invalidArgument, what, expected: "-1 EINVAL",
+    try t.assert(error?.errno == .invalidArgument, what, expected: "-1 EINVAL",
                  observed: error.map { "-1 \($0.errno?.symbolicName ?? "\($0)")" } ?? "success, exit \(g.vcpu.lastExit)")
-    try t.expectEqual(try g.vcpu.regs().rip, entry, "guest RIP after the rejected KVM_RUN (must not have entered)")
-    try t.expectEqual(g.memory.load(UInt64.self, at: GuestLayout.data), 0, "guest marker store (must not have run)")
+    try t.assertEqual(try g.vcpu.regs().rip, entry, "guest RIP after the rejected KVM_RUN (must not have entered)")
+    try t.assertEqual(g.memory.load(UInt64.self, at: GuestLayout.data), 0, "guest marker store (must not have run)")
     // Control: the same guest runs once the bits are valid, so the rejection was about the bits.
     g.vcpu.syncValidRegs = []
     g.vcpu.syncDirtyRegs = []
@@ -186,8 +186,8 @@ let syncedEventsCheck = Check("synced_events_equal_get_vcpu_events", uapi: syncU
 
 let dirtyRegsReachGuestCheck = Check("dirty_regs_write_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
     let (seen, dirtyAfter) = try rbxAfterSyncedWrite(t, dirty: .regs)
-    try t.expectEqual(seen, UInt64(0xBAD1_DEA0), "rbx the guest sees after a kvm_dirty_regs REGS write")
-    try t.expectEqual(dirtyAfter.contains(.regs), false, "kvm_dirty_regs REGS bit after KVM_RUN consumed it")
+    try t.assertEqual(seen, UInt64(0xBAD1_DEA0), "rbx the guest sees after a kvm_dirty_regs REGS write")
+    try t.assertEqual(dirtyAfter.contains(.regs), false, "kvm_dirty_regs REGS bit after KVM_RUN consumed it")
 }
 
 let conditionalSyncOnMarkedExitsCheck = Check("conditional_sync_on_marked_exits_only", uapi: ["KVM_SYNC_REGS_CONDITIONAL", "kvm_run.kvm_save_regs_on_exit"],
