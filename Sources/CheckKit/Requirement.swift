@@ -46,7 +46,7 @@ public struct Requirement: Sendable {
             do {
                 let v = UInt64(try kvm.checkExtension(cap))
                 if v & bits == bits { return nil }
-                return "KVM_CHECK_EXTENSION(\(cap)) = 0x\(String(v, radix: 16)) lacks \(named) (0x\(String(bits & ~v, radix: 16)))"
+                return "KVM_CHECK_EXTENSION(\(cap)) = \(hex(v)) lacks \(named) (\(hex(bits & ~v)))"
             } catch { return "\(error)" }
         }
     }

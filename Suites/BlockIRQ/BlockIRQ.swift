@@ -18,11 +18,11 @@ let blockIRQUAPI = ["KVM_GUESTDBG_BLOCKIRQ", "KVM_SET_GUEST_DEBUG", "KVM_CAP_SET
 let needsBlockIRQ = Requirement.capability(.setGuestDebug2, includes: UInt64(GuestDebugControl.blockIRQ.rawValue),
                                            named: "KVM_GUESTDBG_BLOCKIRQ")
 /// The pending interrupt (as in the upstream selftest).
-let pendingVector = 0xAA
-let rflagsIF: UInt64 = 1 << 9
+private let pendingVector = 0xAA
+private let rflagsIF: UInt64 = 1 << 9
 
-let ifReachesGuest = CheckRef("guest-debug", vmmRFLAGSIFSetCheck)
-let singleStepWorks = CheckRef("guest-debug", singleStepCheck)
+private let ifReachesGuest = CheckRef("guest-debug", vmmRFLAGSIFSetCheck)
+private let singleStepWorks = CheckRef("guest-debug", singleStepCheck)
 
 /// The control every BLOCKIRQ check relies on: with IF=1 at entry, the LAPIC's pending vector
 /// is delivered before the first instruction, exactly once.
@@ -37,7 +37,7 @@ let lapicIRQDeliveredCheck = Check(
     try g.expectSync(2)
     t.expectEqual(g.exceptionCount, 1, "interrupts the guest's handler took (the pending one, once)")
 }
-let irqDeliveredWithoutBlockIRQ = CheckRef("blockirq", lapicIRQDeliveredCheck)
+private let irqDeliveredWithoutBlockIRQ = CheckRef("blockirq", lapicIRQDeliveredCheck)
 
 let blockIRQSuite: Suite = Suite(
     "blockirq", summary: "KVM_GUESTDBG_BLOCKIRQ: no interrupt injection while single-stepping",
@@ -114,11 +114,11 @@ let blockIRQRunningCheck = Check(
 /// Iterations of each guest loop: long enough for a held IRQ to have been delivered (an
 /// injectable IRQ is delivered at the first instruction boundary), short enough for one
 /// KVM_RUN well inside the watchdog (at CPL0 on kvm_pvm, 100000 took over a second).
-let loopIterations: Int64 = 10_000
+private let loopIterations: Int64 = 10_000
 
 /// start: a loop, ucallSync(1), nop0..end, another loop, ucallSync(2), done.
 /// No `sti`/`cli`/port I/O: the same at CPL0 and CPL3.
-func irqWindowPayload(_ a: inout Assembler) {
+private func irqWindowPayload(_ a: inout Assembler) {
     a.label("start")
     a.mov(.rcx, loopIterations)
     a.label("loop1"); a.dec(.rcx); a.jcc(.nz, "loop1")
@@ -136,14 +136,14 @@ func irqWindowPayload(_ a: inout Assembler) {
 
 /// A guest entered with IF=1 whose in-kernel LAPIC holds vector 0xAA pending (IRR), set
 /// through KVM_SET_LAPIC so no guest instruction is needed (the same at CPL0 and CPL3).
-func pendingIRQGuest(_ t: CheckContext) throws -> Guest {
+private func pendingIRQGuest(_ t: CheckContext) throws -> Guest {
     let g = try irqWindowGuest(t)
     try makeIRQPending(g)
     return g
 }
 
 /// The IRQ-window guest with IF=1 and an in-kernel LAPIC, nothing pending yet.
-func irqWindowGuest(_ t: CheckContext) throws -> Guest {
+private func irqWindowGuest(_ t: CheckContext) throws -> Guest {
     var options = GuestOptions()
     options.inKernelIRQChip = true
     options.extraRFLAGS = rflagsIF
@@ -151,7 +151,7 @@ func irqWindowGuest(_ t: CheckContext) throws -> Guest {
 }
 
 /// Vector 0xAA pending in the LAPIC's IRR (APIC enabled, TPR 0), set with KVM_SET_LAPIC.
-func makeIRQPending(_ g: Guest) throws {
+private func makeIRQPending(_ g: Guest) throws {
     var page = try g.vcpu.lapicRegisters()
     func store32(_ offset: Int, _ value: UInt32) {
         for i in 0..<4 { page[offset + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(i))) }
@@ -168,7 +168,7 @@ func makeIRQPending(_ g: Guest) throws {
 /// sync before nop0), as upstream's debug_regs.c does: an emulated VMX (Bochs) repeats the
 /// first stop when single-step is armed before the vCPU's first entry, which is not BLOCKIRQ's
 /// doing.  The IRQ is made pending only then, so nothing is delivered before the walk.
-func stepWithBlockIRQ(_ t: CheckContext) throws -> Guest {
+private func stepWithBlockIRQ(_ t: CheckContext) throws -> Guest {
     let g = try irqWindowGuest(t)
     try g.expectSync(1)
     try makeIRQPending(g)
@@ -179,7 +179,7 @@ func stepWithBlockIRQ(_ t: CheckContext) throws -> Guest {
 }
 
 /// After BLOCKIRQ is cleared: vector 0xAA exactly once, then the guest runs to its end.
-func expectDeliveredOnceThenDone(_ t: CheckContext, _ g: Guest) throws {
+private func expectDeliveredOnceThenDone(_ t: CheckContext, _ g: Guest) throws {
     try g.expectException(ExceptionVector(pendingVector), because: "delivered once BLOCKIRQ is cleared (IF=1, IRQ pending)")
     try g.expectSync(2)
     try g.expectDone()
@@ -187,7 +187,7 @@ func expectDeliveredOnceThenDone(_ t: CheckContext, _ g: Guest) throws {
 }
 
 /// Did the pending vector reach the guest: its handler reported it, or a step stopped in its stub?
-func deliveredIRQ(_ interruption: GuestEvent?, _ stops: [DebugStop]) -> Bool {
+private func deliveredIRQ(_ interruption: GuestEvent?, _ stops: [DebugStop]) -> Bool {
     if case .exception(let e)? = interruption, e.vector == ExceptionVector(pendingVector) { return true }
     let stub = GuestEnvironment.handlerEntry(vector: pendingVector)
     return stops.contains { (stub..<stub + 16).contains($0.exit.pc) }

@@ -11,10 +11,10 @@ import X86Asm
 @section("kvmcheck_suites") @used
 let debugCR3Entry: SuiteEntryPoint = { registerSuite(debugCR3Suite) }
 
-let cr3UAPI = ["KVM_CAP_X86_GUEST_DEBUG_CR3", "kvm_debug_exit_arch.cr3", "KVM_EXIT_DEBUG"]
+private let cr3UAPI = ["KVM_CAP_X86_GUEST_DEBUG_CR3", "kvm_debug_exit_arch.cr3", "KVM_EXIT_DEBUG"]
 /// Each check's two "processes": identity maps at roots no other check (and not the
 /// environment's default root) uses, so a CR3 left over from elsewhere cannot match.
-struct CR3Roots {
+private struct CR3Roots {
     let boot: UInt64
     let second: UInt64
     init(check index: Int) {
@@ -28,7 +28,7 @@ struct CR3Roots {
         return o
     }
 }
-let pcide: UInt64 = 1 << 17
+private let pcide: UInt64 = 1 << 17
 
 let debugCR3Suite = Suite(
     "debug-cr3", summary: "CR3 in KVM_EXIT_DEBUG (proposed; cap number configurable)",
@@ -54,21 +54,21 @@ let debugCR3Suite = Suite(
     ])
 
 /// The configured cap number and what KVM_CHECK_EXTENSION says of it; nil when none is configured.
-func debugCR3Advertised(_ kvm: KVMSystem, _ settings: CheckSettings) throws -> (number: Int, value: Int)? {
+private func debugCR3Advertised(_ kvm: KVMSystem, _ settings: CheckSettings) throws -> (number: Int, value: Int)? {
     guard let number = settings.debugCR3Capability else { return nil }
     return (number, try kvm.checkExtension(raw: number, name: CheckSettings.debugCR3CapabilityName))
 }
 
 /// The configured cap must be advertised: judged before the checks' preconditions, so a
 /// kernel without the series SKIPs for that, not for a behaviour the checks rely on.
-let needsDebugCR3 = Requirement.configured(CheckSettings.debugCR3CapabilityName) { kvm, settings in
+private let needsDebugCR3 = Requirement.configured(CheckSettings.debugCR3CapabilityName) { kvm, settings in
     do {
         guard let cap = try debugCR3Advertised(kvm, settings) else { return debugCR3Gap(nil, settings) }
         return cap.value == 0 ? debugCR3Gap(cap.number, settings) : nil
     } catch { return "\(error)" }
 }
 
-func debugCR3Gap(_ number: Int?, _ settings: CheckSettings) -> String {
+private func debugCR3Gap(_ number: Int?, _ settings: CheckSettings) -> String {
     guard let number else {
         return "no number configured for \(CheckSettings.debugCR3CapabilityName) (unmerged, no fixed number): "
             + "pass --debug-cr3-cap N or add a capability line to patches/cr3-debug-exit.md"
@@ -78,18 +78,18 @@ func debugCR3Gap(_ number: Int?, _ settings: CheckSettings) -> String {
 }
 
 /// Skips, naming the gap exactly, unless the configured cap is advertised.
-func requireDebugCR3(_ t: CheckContext) throws {
+private func requireDebugCR3(_ t: CheckContext) throws {
     if let why = needsDebugCR3.unmet(t.system, t.settings) { throw Skip(why) }
 }
 
 /// Plants the canary in the cr3 slot, then runs to the next KVM_EXIT_DEBUG.
-func stopWithCanary(_ g: Guest) throws -> DebugStop {
+private func stopWithCanary(_ g: Guest) throws -> DebugStop {
     g.vcpu.debugExitCR3Slot = cr3Canary(for: g)
     return try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG")
 }
 
 /// The exit's cr3 must equal KVM_GET_SREGS.cr3 and the root the "process" runs on.
-func assertCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _ what: String) throws {
+private func assertCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _ what: String) throws {
     let sregsCR3 = try g.vcpu.sregs().cr3
     let finding = CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary(for: g), cr3: sregsCR3)
     try t.assert(finding == .filled, "\(what) at \(g.describe(address: stop.exit.pc)): kvm_debug_exit_arch.cr3",
@@ -100,7 +100,7 @@ func assertCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _
 
 /// Two "processes": at CPL0 the payload itself switches CR3 between the boot root and a
 /// second one; at CPL3 (no MOV CR3) the host switches it between steps.
-func twoProcessGuest(_ t: CheckContext, _ roots: CR3Roots) throws -> Guest {
+private func twoProcessGuest(_ t: CheckContext, _ roots: CR3Roots) throws -> Guest {
     let g = try t.guest(roots.options()) { a in
         a.nop()
         if t.cpl == .cpl0 {
@@ -119,7 +119,7 @@ func twoProcessGuest(_ t: CheckContext, _ roots: CR3Roots) throws -> Guest {
 }
 
 /// At CPL0: the root the payload has loaded when a step stops at `pc`.
-func rootLoaded(at pc: UInt64, in g: Guest, _ roots: CR3Roots) -> UInt64 {
+private func rootLoaded(at pc: UInt64, in g: Guest, _ roots: CR3Roots) -> UInt64 {
     (g.address("inB")..<g.address("inA")).contains(pc) ? roots.second : roots.boot
 }
 

@@ -13,22 +13,22 @@ import Glibc
 @section("kvmcheck_suites") @used
 let debugCtlEntry: SuiteEntryPoint = { registerSuite(debugCtlSuite) }
 
-let debugCtlMSR: UInt32 = 0x1D9
-let freezeInSMM: UInt64 = 1 << 14
-let legacyBits: [(name: String, bit: UInt64)] = [("LBR", 1 << 0), ("BTF", 1 << 1)]
-let debugCtlUAPI = ["MSR_IA32_DEBUGCTLMSR", "DEBUGCTLMSR_FREEZE_IN_SMM"]
+private let debugCtlMSR: UInt32 = 0x1D9
+private let freezeInSMM: UInt64 = 1 << 14
+private let legacyBits: [(name: String, bit: UInt64)] = [("LBR", 1 << 0), ("BTF", 1 << 1)]
+private let debugCtlUAPI = ["MSR_IA32_DEBUGCTLMSR", "DEBUGCTLMSR_FREEZE_IN_SMM"]
 
 /// The merged rules that reject bit 14 are VMX code; elsewhere they do not apply.
-let vmxRules = Requirement.probe("the kvm_intel (VMX) backend") { _ in
+private let vmxRules = Requirement.probe("the kvm_intel (VMX) backend") { _ in
     let host = HostInfo.current()
     return host.kvmFlavour == "kvm_intel" ? nil
         : "the series' rule is VMX code (vmx_is_valid_debugctl); this KVM backend is \(host.kvmFlavour) on \(host.cpuVendor)"
 }
 
 /// /sys/devices/cpu/freeze_on_smi, or a stand-in file for the harness's tests.
-var freezeOnSMIPath: String { environment("KVMCHECK_FREEZE_ON_SMI") ?? "/sys/devices/cpu/freeze_on_smi" }
+private var freezeOnSMIPath: String { environment("KVMCHECK_FREEZE_ON_SMI") ?? "/sys/devices/cpu/freeze_on_smi" }
 
-let freezeOnSMIWritable = Requirement.probe("writable \(freezeOnSMIPath)") { _ in
+private let freezeOnSMIWritable = Requirement.probe("writable \(freezeOnSMIPath)") { _ in
     let path = freezeOnSMIPath
     guard access(path, F_OK) == 0 else {
         return "no \(path): the CPU PMU driver has no FREEZE_ON_SMI control (Intel core PMU only; CPU vendor here \(HostInfo.current().cpuVendor))"
@@ -134,7 +134,7 @@ let debugCtlSuite: Suite = Suite(
     ])
 
 /// Reads DEBUGCTL with RDMSR and reports it (ucallSync(2, value)); a #GP is reported by the handler.
-func readDebugCtlPayload(_ a: inout Assembler) {
+private func readDebugCtlPayload(_ a: inout Assembler) {
     a.mov(.ecx, Int64(debugCtlMSR))
     a.rdmsr()
     a.shl(.rdx, 32)
@@ -145,7 +145,7 @@ func readDebugCtlPayload(_ a: inout Assembler) {
 }
 
 /// Runs to the payload's ucallSync(2, DEBUGCTL).
-func guestReadDebugCtl(_ t: CheckContext, _ g: Guest) throws -> UInt64 {
+private func guestReadDebugCtl(_ t: CheckContext, _ g: Guest) throws -> UInt64 {
     let event = try g.next()
     guard case .sync(2, let values) = event else {
         throw t.unexpected(event, expected: "the guest's RDMSR(DEBUGCTL) result (the MSR exists on Intel and AMD)")
@@ -154,7 +154,7 @@ func guestReadDebugCtl(_ t: CheckContext, _ g: Guest) throws -> UInt64 {
 }
 
 /// KVM_GET_MSRS and (where available) KVM_GET_ONE_REG must both show bit 14 clear.
-func assertHostViewsHideBit14(_ t: CheckContext, _ vcpu: VCPU) throws {
+private func assertHostViewsHideBit14(_ t: CheckContext, _ vcpu: VCPU) throws {
     let msrs = try vcpu.getMSR(debugCtlMSR)
     try t.assert(msrs.map { $0 & freezeInSMM == 0 } ?? false, "KVM_GET_MSRS(DEBUGCTL) bit 14",
                  expected: "clear", observed: msrs.map { "\(hex($0))" } ?? "MSR not returned")
@@ -195,11 +195,11 @@ let hostViewsHideCheck = Check("host_views_never_show_freeze_in_smm", uapi: debu
 }
 
 /// Bits a VMM may set in DEBUGCTL that a kernel may keep: the positive controls.
-let debugCtlControlBits: [(name: String, bit: UInt64)] = legacyBits
+private let debugCtlControlBits: [(name: String, bit: UInt64)] = legacyBits
 
 /// The first control bit KVM_GET_MSRS shows after KVM_SET_MSRS set it on a fresh vCPU; none:
 /// the views cannot show a set bit, so "bit 14 is hidden" cannot be observed here.
-func requireKeptDebugCtlBit(_ t: CheckContext) throws -> (name: String, bit: UInt64) {
+private func requireKeptDebugCtlBit(_ t: CheckContext) throws -> (name: String, bit: UInt64) {
     var seen: [String] = []
     for (name, bit) in debugCtlControlBits {
         let vcpu = try t.system.createVM().createVCPU()

@@ -148,7 +148,7 @@ let guestDebugSuite: Suite = Suite(
 /// A straight line of instructions whose behaviour at this CPL is plain (no port I/O: at CPL3
 /// it depends on IOPL and the TSS bitmap; an exit to userspace is single_step_over_userspace_exit's
 /// subject): cpuid, pushf, and at CPL0 an MSR read and a DR write, which KVM handles itself.
-func steppedLineGuest(_ t: CheckContext) throws -> (Guest, [String]) {
+private func steppedLineGuest(_ t: CheckContext) throws -> (Guest, [String]) {
     var labels: [String] = []
     let g = try t.guest { a in
         func at(_ name: String) { a.label(name); labels.append(name) }
@@ -215,7 +215,7 @@ func watchpointCheck(_ t: CheckContext, access: DR7.Access) throws {
 }
 
 /// int3 followed by an instruction whose effect shows it ran.
-func int3Guest(_ t: CheckContext) throws -> Guest {
+private func int3Guest(_ t: CheckContext) throws -> Guest {
     try t.guest { a in
         a.mov(.rbx, 0)
         a.label("int3"); a.int3()
@@ -225,7 +225,7 @@ func int3Guest(_ t: CheckContext) throws -> Guest {
     }
 }
 
-func injectionGuest(_ t: CheckContext) throws -> Guest {
+private func injectionGuest(_ t: CheckContext) throws -> Guest {
     try t.guest { a in
         a.ucallSync(1)
         a.label("after")
@@ -248,7 +248,7 @@ func injectionCheck(_ t: CheckContext, _ flag: GuestDebugControl, vector: Except
 }
 
 /// RFLAGS the guest's own pushfq sees, for KVM_SET_REGS(rflags = 0x2 | bits) at this CPL.
-func guestRFLAGS(_ t: CheckContext, entry bits: UInt64) throws -> UInt64 {
+private func guestRFLAGS(_ t: CheckContext, entry bits: UInt64) throws -> UInt64 {
     var options = GuestOptions()
     options.extraRFLAGS = bits
     let g = try t.guest(options) { a in
@@ -262,7 +262,7 @@ func guestRFLAGS(_ t: CheckContext, entry bits: UInt64) throws -> UInt64 {
 
 /// Each entry value the VMM sets: the vCPU holds it (KVM_GET_REGS before KVM_RUN: what KVM
 /// will inject against) and the guest runs with it (its pushfq): `mask` of both must equal `bits`.
-func expectEntryRFLAGS(_ t: CheckContext, mask: UInt64, _ cases: [(String, UInt64)]) {
+private func expectEntryRFLAGS(_ t: CheckContext, mask: UInt64, _ cases: [(String, UInt64)]) {
     for (name, bits) in cases {
         t.subCase(name) {
             var options = GuestOptions()
@@ -312,7 +312,7 @@ let singleStepCheck = Check("single_step_stops_after_each_instruction", uapi: de
 }
 
 /// start: nop; bp: nop — the target of the execute-breakpoint checks.
-func breakpointGuest(_ t: CheckContext) throws -> Guest {
+private func breakpointGuest(_ t: CheckContext) throws -> Guest {
     try t.guest { a in
         a.label("start"); a.nop()
         a.label("bp"); a.nop()

@@ -13,8 +13,8 @@ import X86Asm
 let debugRegsEntry: SuiteEntryPoint = { registerSuite(debugRegsSuite) }
 
 /// The pending vector upstream raises (IRQ_VECTOR).
-let selfIPIVector: Int64 = 0xAA
-let tscDeadlineMSR: Int64 = 0x6E0
+private let selfIPIVector: Int64 = 0xAA
+private let tscDeadlineMSR: Int64 = 0x6E0
 
 let debugRegsSuite = Suite(
     "debug-regs", summary: "debug_regs.c parity: exact exits for host HW breakpoints, BLOCKIRQ steps, host DR7.GD",
@@ -95,7 +95,7 @@ enum PendingIRQSource { case selfIPI, setLapic }
 
 /// Upstream's single-step sequence: `sti; xor eax,eax; cpuid; mov ecx,TSC_DEADLINE; wrmsr; cli`.
 /// The wrmsr goes through KVM's fastpath, which must still exit for the step.
-func upstreamStepGuest(_ t: CheckContext, _ pending: PendingIRQSource) throws -> Guest {
+private func upstreamStepGuest(_ t: CheckContext, _ pending: PendingIRQSource) throws -> Guest {
     var options = GuestOptions()
     options.inKernelIRQChip = true
     let g = try t.guest(options) { a in
@@ -121,7 +121,7 @@ func upstreamStepGuest(_ t: CheckContext, _ pending: PendingIRQSource) throws ->
 }
 
 /// KVM_SET_LAPIC with the APIC software-enabled, TPR 0 and `vector` in IRR.
-func markVectorPending(_ vcpu: VCPU, _ vector: Int) throws {
+private func markVectorPending(_ vcpu: VCPU, _ vector: Int) throws {
     var page = try vcpu.lapicRegisters()
     page[0xF0] = 0xFF; page[0xF1] |= 1 // SVR: enabled, spurious 0xFF
     page[0x80] = 0 // TPR

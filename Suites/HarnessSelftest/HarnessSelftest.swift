@@ -106,7 +106,7 @@ let harnessFailingPrecondition = Check("failing_precondition", uapi: []) { t in
 let harnessPassingPrecondition = Check("passing_precondition", uapi: []) { _ in }
 
 /// Appends kmsg-format records to the file the harness's tests name in KVMCHECK_KERNEL_LOG.
-func appendToInjectedKernelLog(_ records: [String]) throws {
+private func appendToInjectedKernelLog(_ records: [String]) throws {
     guard let path = environment("KVMCHECK_KERNEL_LOG"), let f = fopen(path, "a") else {
         throw Skip("KVMCHECK_KERNEL_LOG not set or not writable")
     }
@@ -114,7 +114,7 @@ func appendToInjectedKernelLog(_ records: [String]) throws {
     for r in records { fputs(r + "\n", f) }
 }
 
-func harnessSetting(_ t: CheckContext) throws -> HostSetting {
+private func harnessSetting(_ t: CheckContext) throws -> HostSetting {
     guard let path = environment("KVMCHECK_HARNESS_SETTING") else { throw Skip("KVMCHECK_HARNESS_SETTING not set") }
     return try t.hostSetting(path)
 }

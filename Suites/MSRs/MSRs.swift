@@ -11,7 +11,7 @@ import X86Asm
 @section("kvmcheck_suites") @used
 let msrsEntry: SuiteEntryPoint = { registerSuite(msrsSuite) }
 
-let msrUAPI = ["KVM_GET_MSRS", "KVM_SET_MSRS", "RDMSR/WRMSR"]
+private let msrUAPI = ["KVM_GET_MSRS", "KVM_SET_MSRS", "RDMSR/WRMSR"]
 
 enum HostWrite: CustomStringConvertible {
     case setMSRs, setOneReg
@@ -33,11 +33,11 @@ extension Error {
 }
 
 /// KVM_GET_MSRS of one MSR as text-comparable outcome.
-func hostRead(_ vcpu: VCPU, _ index: UInt32) -> MSROutcome {
+private func hostRead(_ vcpu: VCPU, _ index: UInt32) -> MSROutcome {
     do { return try vcpu.getMSR(index).map(MSROutcome.value) ?? .other("0 MSRs processed") } catch { return .other(error.briefName) }
 }
 
-func oneRegRead(_ vcpu: VCPU, _ index: UInt32) -> MSROutcome {
+private func oneRegRead(_ vcpu: VCPU, _ index: UInt32) -> MSROutcome {
     do { return .value(try vcpu.getOneReg(X86RegID.msr(index))) } catch { return .other(error.briefName) }
 }
 

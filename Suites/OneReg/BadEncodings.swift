@@ -4,22 +4,22 @@ import KVMKit
 
 // Each malformed ONE_REG request and the errno the uAPI (api.rst 4.68, x86.c) gives it.
 
-struct BadRequest: Sendable {
+private struct BadRequest: Sendable {
     let name: String
     let what: String
     let errno: Errno
     let attempt: @Sendable (VCPU) -> KVMError?
 }
 
-let lstarID = X86RegID.msr(0xC000_0082)
+private let lstarID = X86RegID.msr(0xC000_0082)
 
-func getError(_ id: UInt64) -> @Sendable (VCPU) -> KVMError? {
+private func getError(_ id: UInt64) -> @Sendable (VCPU) -> KVMError? {
     { vcpu in
         do throws(KVMError) { _ = try vcpu.getOneReg(id); return nil } catch { return error }
     }
 }
 
-let badRequests: [BadRequest] = [
+private let badRequests: [BadRequest] = [
     BadRequest(name: "size_u32_einval", what: "MSR id with KVM_REG_SIZE_U32", errno: .invalidArgument,
                attempt: getError(lstarID & ~X86RegID.sizeMask | X86RegID.sizeU32)),
     BadRequest(name: "size_u128_einval", what: "MSR id with KVM_REG_SIZE_U128", errno: .invalidArgument,

@@ -10,17 +10,17 @@ import X86Asm
 let oneRegEntry: SuiteEntryPoint = { registerSuite(oneRegSuite) }
 
 let oneRegCap = Requirement.capability(.oneReg)
-let oneRegUAPI = ["KVM_GET_ONE_REG", "KVM_SET_ONE_REG", "KVM_X86_REG_MSR"]
+private let oneRegUAPI = ["KVM_GET_ONE_REG", "KVM_SET_ONE_REG", "KVM_X86_REG_MSR"]
 
 /// MSRs with a canonical, valid canary each — never the reset value, so a zero-read cannot pass.
-struct MSRCanary: Sendable {
+private struct MSRCanary: Sendable {
     let name: String
     let index: UInt32
     let canary: UInt64
     let other: UInt64
 }
 
-let msrCanaries: [MSRCanary] = [
+private let msrCanaries: [MSRCanary] = [
     MSRCanary(name: "STAR", index: 0xC000_0081, canary: 0x0023_0010_0000_0000, other: 0x001B_0008_0000_0000),
     MSRCanary(name: "LSTAR", index: 0xC000_0082, canary: 0xFFFF_FFFF_8100_1000, other: 0xFFFF_FFFF_8200_2000),
     MSRCanary(name: "CSTAR", index: 0xC000_0083, canary: 0xFFFF_FFFF_8100_3000, other: 0xFFFF_FFFF_8200_4000),
@@ -33,7 +33,7 @@ let msrCanaries: [MSRCanary] = [
 ]
 
 /// The canaries whose MSRs this kernel saves/restores (KVM_GET_MSR_INDEX_LIST).
-func supportedCanaries(_ system: KVMSystem) throws -> [MSRCanary] {
+private func supportedCanaries(_ system: KVMSystem) throws -> [MSRCanary] {
     let listed = Set(try system.msrIndexList())
     return msrCanaries.filter { listed.contains($0.index) }
 }

@@ -11,7 +11,7 @@ import X86Asm
 @section("kvmcheck_suites") @used
 let pvmGuestDebugEntry: SuiteEntryPoint = { registerSuite(pvmGuestDebugSuite) }
 
-let guestDRUAPI = ["KVM_SET_DEBUGREGS", "KVM_GET_DEBUGREGS", "guest DR0-DR7"]
+private let guestDRUAPI = ["KVM_SET_DEBUGREGS", "KVM_GET_DEBUGREGS", "guest DR0-DR7"]
 
 let pvmGuestDebugSuite: Suite = Suite(
     "pvm-guest-debug", summary: "guest-owned DR7, #DB/#BP delivered to the guest unless the host debugs it",
@@ -139,7 +139,7 @@ let pvmGuestDebugSuite: Suite = Suite(
     ])
 
 /// Where a guest-owned breakpoint points.
-enum BreakpointTarget {
+private enum BreakpointTarget {
     case label(String)
     case address(UInt64)
 }
@@ -148,7 +148,7 @@ enum BreakpointTarget {
 /// At CPL0 the payload arms them itself (then ucallSync(0), which this runs past); at CPL3,
 /// where MOV DR faults, the VMM loads them with KVM_SET_DEBUGREGS, as the guest kernel would
 /// have before returning to user mode.
-func guestArmedGuest(_ t: CheckContext, dr7: DR7, targets: [Int: BreakpointTarget], viaVMM: Bool = false,
+private func guestArmedGuest(_ t: CheckContext, dr7: DR7, targets: [Int: BreakpointTarget], viaVMM: Bool = false,
                      _ body: (inout Assembler) -> Void) throws -> Guest {
     let armInGuest = t.cpl == .cpl0 && !viaVMM
     let registers = 0...(targets.keys.max() ?? 0)
@@ -185,13 +185,13 @@ func guestArmedGuest(_ t: CheckContext, dr7: DR7, targets: [Int: BreakpointTarge
 }
 
 /// A DR7 value must equal `expected`; both are shown decoded (which DRs, access, length).
-func assertDR7(_ t: CheckContext, _ seen: DR7, _ expected: DR7, _ what: String) throws {
+private func assertDR7(_ t: CheckContext, _ seen: DR7, _ expected: DR7, _ what: String) throws {
     try t.assert(seen == expected, what, expected: "\(expected)", observed: "\(seen)")
 }
 
 /// The next event must be the guest's own #DB; its RIP must be `rip` and the DR6 its handler
 /// read exactly `dr6` (both are compared and recorded, and the check goes on).
-func expectGuestDB(_ t: CheckContext, _ g: Guest, at rip: UInt64, dr6: DR6, _ what: String) throws {
+private func expectGuestDB(_ t: CheckContext, _ g: Guest, at rip: UInt64, dr6: DR6, _ what: String) throws {
     let e = try g.expectException(.db, because: "#DB in the guest's handler: \(what)")
     t.expect(e.rip == rip, "\(what): RIP in the guest's #DB frame",
              expected: g.describe(address: rip), observed: g.describe(address: e.rip))

@@ -8,7 +8,7 @@ import X86Asm
 // conditional on the exit reason's bit in kvm_run.kvm_save_regs_on_exit (1024 bits after s).
 
 /// A guest that exits once with KVM_EXIT_IO and then with KVM_EXIT_MMIO (a ucall).
-func twoExitGuest(_ t: CheckContext) throws -> Guest {
+private func twoExitGuest(_ t: CheckContext) throws -> Guest {
     try t.guest { a in
         a.mov(.rbx, 0x10)
         a.out(0x80, .al)       // KVM_EXIT_IO

@@ -11,7 +11,7 @@ import X86Asm
 let syncRegsEntry: SuiteEntryPoint = { registerSuite(syncRegsSuite) }
 
 let allSyncSets = Requirement.capability(.syncRegs, includes: SyncRegSet.all.rawValue, named: "REGS|SREGS|EVENTS")
-let syncUAPI = ["KVM_CAP_SYNC_REGS", "kvm_run.kvm_valid_regs", "kvm_run.s"]
+private let syncUAPI = ["KVM_CAP_SYNC_REGS", "kvm_run.kvm_valid_regs", "kvm_run.s"]
 let dirtyUAPI = ["KVM_CAP_SYNC_REGS", "kvm_run.kvm_dirty_regs", "kvm_run.s"]
 /// A bit no kernel defines: the uAPI says unused bits must be zero.
 let undefinedSyncBit = SyncRegSet(rawValue: 0x8000_0000)
@@ -104,7 +104,7 @@ let syncRegsSuite = Suite(
     ])
 
 /// Runs a guest to a ucall with `set` requested and compares kvm_run.s with the GET ioctl.
-func compareSynced(_ t: CheckContext, _ set: SyncRegSet, field: (Int) -> String, get: (Guest) throws -> [UInt8],
+private func compareSynced(_ t: CheckContext, _ set: SyncRegSet, field: (Int) -> String, get: (Guest) throws -> [UInt8],
                    synced: (VCPU) -> [UInt8]) throws {
     let g = try t.guest { a in
         // Distinct values in every GPR so a stale or partial copy shows.
@@ -127,7 +127,7 @@ func compareSynced(_ t: CheckContext, _ set: SyncRegSet, field: (Int) -> String,
 
 /// At a ucall, writes rbx = 0xBAD1DEA0 into kvm_run.s.regs with `dirty` in kvm_dirty_regs;
 /// returns the rbx the guest then reports (it held 0x1111) and kvm_dirty_regs after the run.
-func rbxAfterSyncedWrite(_ t: CheckContext, dirty: SyncRegSet) throws -> (seen: UInt64, dirtyAfter: SyncRegSet) {
+private func rbxAfterSyncedWrite(_ t: CheckContext, dirty: SyncRegSet) throws -> (seen: UInt64, dirtyAfter: SyncRegSet) {
     let g = try t.guest { a in
         a.mov(.rbx, 0x1111)
         a.ucallSync(1)
