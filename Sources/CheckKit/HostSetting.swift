@@ -1,5 +1,6 @@
 import Glibc
 import KVMKit
+import Synchronization
 
 /// A host setting the harness knows how to change and put back.  A restore record can only
 /// name one of these, by `name`; the path written is always this table's, never the record's.
@@ -234,7 +235,7 @@ final class RestoreDirectory {
         }
         defer { close(f) }
         let bytes = Array(record.text.utf8)
-        let n = bytes.withUnsafeBytes { write(f, $0.baseAddress, $0.count) }
+        let n = SystemIO.write(f, bytes)
         guard n == bytes.count, fsync(f) == 0 else {
             unlinkat(fd, name, 0)
             throw HostSettingError(path: record.setting.path, reason: "cannot write the restore record in \(path) (\(lastErrno())); not changing it", kind: .restoreDirectory)
@@ -282,15 +283,7 @@ final class RestoreDirectory {
     }
 
     func recordNames() -> [String] {
-        let dupfd = dup(fd)
-        guard dupfd >= 0, let dir = fdopendir(dupfd) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".restore") { names.append(name) }
-        }
-        return names.sorted()
+        (SystemIO.directoryEntries(fd: fd) ?? []).filter { $0.hasSuffix(".restore") }.sorted()
     }
 }
 
@@ -373,62 +366,40 @@ func writeSetting(_ path: String, _ value: String) -> Bool {
     guard fd >= 0 else { return false }
     defer { close(fd) }
     let bytes = Array(value.utf8)
-    let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    return n == bytes.count
+    return SystemIO.write(fd, bytes) == bytes.count
 }
 
 func lastErrno() -> String { Errno(rawValue: Glibc.errno).symbolicName }
 
 /// Writes a setting's values in turn from a second thread until stopped (a host-side change
 /// that lands while the vCPU thread is inside KVM_RUN).  The setting must already be recorded.
-public final class SettingToggler: @unchecked Sendable {
+public final class SettingToggler: Sendable {
     private let path: String
     private let values: [String]
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private var stopping = false
-    private var writes = 0
-    private var thread = pthread_t()
-    private var joined = false
+    private let state = Mutex<(stopping: Bool, writes: Int)>((false, 0))
+    private let thread = Mutex<PosixThread?>(nil)
 
     private init(path: String, values: [String]) {
         self.path = path; self.values = values
-        pthread_mutex_init(lock, nil)
-    }
-
-    deinit {
-        stop()
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
     }
 
     public static func start(path: String, values: [String]) throws(HostSettingError) -> SettingToggler {
         let t = SettingToggler(path: path, values: values)
-        let box = Unmanaged.passRetained(t).toOpaque()
-        let rc = pthread_create(&t.thread, nil, { arg in
-            let me = Unmanaged<SettingToggler>.fromOpaque(arg!).takeRetainedValue()
-            me.loop()
-            return nil
-        }, box)
-        guard rc == 0 else {
-            Unmanaged<SettingToggler>.fromOpaque(box).release()
-            t.joined = true
-            throw HostSettingError(path: path, reason: "cannot start the toggling thread (\(Errno(rawValue: rc).symbolicName))", kind: .unwritable)
+        // The thread holds `t` until its loop ends, which stop() (or deinit's caller) brings about.
+        switch PosixThread.start({ t.loop() }) {
+        case .success(let thread): t.thread.withLock { $0 = thread }
+        case .failure(let e):
+            throw HostSettingError(path: path, reason: "cannot start the toggling thread (\(e.symbolicName))", kind: .unwritable)
         }
         return t
     }
 
     private func loop() {
         var i = 0
-        while true {
-            pthread_mutex_lock(lock)
-            let stop = stopping
-            pthread_mutex_unlock(lock)
-            if stop { return }
+        while !state.withLock({ $0.stopping }) {
             _ = writeSetting(path, values[i % values.count])
             i += 1
-            pthread_mutex_lock(lock)
-            writes = i
-            pthread_mutex_unlock(lock)
+            state.withLock { $0.writes = i }
             usleep(200)
         }
     }
@@ -436,16 +407,9 @@ public final class SettingToggler: @unchecked Sendable {
     /// Stops the thread and returns how many writes it made.  Idempotent.
     @discardableResult
     public func stop() -> Int {
-        pthread_mutex_lock(lock)
-        stopping = true
-        pthread_mutex_unlock(lock)
-        if !joined {
-            pthread_join(thread, nil)
-            joined = true
-        }
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        return writes
+        state.withLock { $0.stopping = true }
+        thread.withLock { $0?.join() }
+        return state.withLock { $0.writes }
     }
 }
 

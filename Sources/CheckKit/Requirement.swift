@@ -77,6 +77,7 @@ public struct ProcessCapability: Sendable, Hashable {
 
     public func isEffective() -> Result<Bool, CapabilityReadError> {
         guard let caps = cap_get_proc() else { return .failure(CapabilityReadError(text: "cap_get_proc failed")) }
+        // SAFETY: libcap allocated `caps`; it is freed once, after its last use (cap_free takes void *).
         defer { cap_free(UnsafeMutableRawPointer(caps)) }
         var flag = cap_flag_value_t(rawValue: 0)
         guard cap_get_flag(caps, value, CAP_EFFECTIVE, &flag) == 0 else {
@@ -88,6 +89,7 @@ public struct ProcessCapability: Sendable, Hashable {
     /// The process's capability text, e.g. "=ep cap_sys_resource-ep".
     public static func currentText() -> String {
         guard let caps = cap_get_proc() else { return "unknown" }
+        // SAFETY: libcap allocated `caps` and `text`; each is freed once, after its last use.
         defer { cap_free(UnsafeMutableRawPointer(caps)) }
         guard let text = cap_to_text(caps, nil) else { return "unknown" }
         defer { cap_free(UnsafeMutableRawPointer(text)) }

@@ -208,28 +208,20 @@ final class ResultBoard: @unchecked Sendable {
 }
 
 /// A POSIX thread running one closure (the runner's workers; no Foundation or Dispatch needed).
-final class WorkerThread: @unchecked Sendable {
-    private var thread = pthread_t()
-    private let body: @Sendable () -> Void
-    private var started = false
+final class WorkerThread: Sendable {
+    private let thread: PosixThread?
 
     init(_ body: @escaping @Sendable () -> Void) {
-        self.body = body
-        let box = Unmanaged.passRetained(self).toOpaque()
-        if pthread_create(&thread, nil, { arg in
-            let me = Unmanaged<WorkerThread>.fromOpaque(arg!).takeRetainedValue()
-            me.body()
-            return nil
-        }, box) == 0 {
-            started = true
-        } else {
+        switch PosixThread.start(body) {
+        case .success(let t): thread = t
+        case .failure:
             // No thread to be had: run the work here, serially (the run is slower, not different).
-            Unmanaged<WorkerThread>.fromOpaque(box).release()
+            thread = nil
             body()
         }
     }
 
-    func join() { if started { pthread_join(thread, nil); started = false } }
+    func join() { thread?.join() }
 }
 
 /// Totals and the process exit code (kselftest conventions).  Every check lands in exactly one

@@ -53,7 +53,7 @@ public enum TextInput {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            let n = SystemIO.read(fd, into: &chunk)
             if n < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN { // a non-blocking stdin with nothing yet: wait for it

@@ -5,8 +5,8 @@ import SystemPackage
 public final class GuestMemory {
     public let guestPhysical: UInt64
     public let size: Int
-    /// The anonymous mapping, `size` bytes, valid from init to deinit; every access below goes
-    /// through `offset`, which bounds-checks it.
+    /// SAFETY: the anonymous mapping, `size` bytes, valid from init to deinit; every access
+    /// below goes through `offset`, which bounds-checks it.
     private let base: UnsafeMutableRawPointer
 
     init(guestPhysical: UInt64, size: Int) throws(KVMError) {

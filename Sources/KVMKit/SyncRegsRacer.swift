@@ -15,6 +15,7 @@ public final class SyncRegsRacer {
         }
     }
 
+    /// SAFETY: the C racer's handle, passed only to ckvm_racer_stop, once.
     private var racer: OpaquePointer?
     /// Keeps the vCPU (and so its kvm_run mapping) alive while the racer writes to it.
     private let vcpu: VCPU

@@ -9,7 +9,7 @@ import SystemPackage
 public final class VCPU {
     public let vm: VirtualMachine
     let fd: FileDescriptor
-    /// The vCPU's kvm_run page, `mmapSize` bytes, valid from init to deinit.
+    /// SAFETY: the vCPU's kvm_run page, `mmapSize` bytes, valid from init to deinit.
     let shared: UnsafeMutablePointer<kvm_run>
     let mmapSize: Int
 

@@ -139,13 +139,8 @@ public struct SeriesManifest: Sendable, Equatable {
 
     /// Every `*.md` manifest in `directory`, sorted by series name.
     public static func loadAll(from directory: String) throws(ManifestError) -> [SeriesManifest] {
-        guard let dir = opendir(directory) else { throw ManifestError(file: directory, line: nil, reason: "cannot read the directory") }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".md") && name != "README.md" { names.append(String(name.dropLast(3))) }
-        }
-        closedir(dir)
+        guard let entries = SystemIO.directoryEntries(directory) else { throw ManifestError(file: directory, line: nil, reason: "cannot read the directory") }
+        let names = entries.filter { $0.hasSuffix(".md") && $0 != "README.md" }.map { String($0.dropLast(3)) }
         var manifests: [SeriesManifest] = []
         for name in names.sorted() { manifests.append(try load(series: name, from: directory)) }
         return manifests
