@@ -5,48 +5,29 @@ import SystemPackage
 // debug, CPUID, MSRs, ONE_REG and the register list.
 
 extension VCPU {
-    public func regs() throws(KVMError) -> kvm_regs {
-        var r = kvm_regs()
-        _ = try checked(ckvm_get_regs(fd.rawValue, &r), "KVM_GET_REGS")
-        return r
+    public func regs() throws(KVMError) -> kvm_regs { try get(kvm_regs(), "KVM_GET_REGS", ckvm_get_regs) }
+    public func setRegs(_ r: kvm_regs) throws(KVMError) { try set(r, "KVM_SET_REGS", ckvm_set_regs) }
+    public func sregs() throws(KVMError) -> kvm_sregs { try get(kvm_sregs(), "KVM_GET_SREGS", ckvm_get_sregs) }
+    public func setSregs(_ s: kvm_sregs) throws(KVMError) { try set(s, "KVM_SET_SREGS", ckvm_set_sregs) }
+    public func events() throws(KVMError) -> kvm_vcpu_events { try get(kvm_vcpu_events(), "KVM_GET_VCPU_EVENTS", ckvm_get_vcpu_events) }
+    public func setEvents(_ e: kvm_vcpu_events) throws(KVMError) { try set(e, "KVM_SET_VCPU_EVENTS", ckvm_set_vcpu_events) }
+    public func debugRegs() throws(KVMError) -> kvm_debugregs { try get(kvm_debugregs(), "KVM_GET_DEBUGREGS", ckvm_get_debugregs) }
+    public func setDebugRegs(_ d: kvm_debugregs) throws(KVMError) { try set(d, "KVM_SET_DEBUGREGS", ckvm_set_debugregs) }
+
+    /// A GET ioctl that fills one uAPI struct.  SAFETY: `ioctl` is a ckvm wrapper taking a
+    /// pointer to exactly one T.
+    private func get<T>(_ initial: T, _ name: String, _ ioctl: (CInt, UnsafeMutablePointer<T>) -> Int) throws(KVMError) -> T {
+        var value = initial
+        // SAFETY: the ioctl writes one T through a pointer to `value`, which outlives the call.
+        _ = try checked(ioctl(fd.rawValue, &value), name)
+        return value
     }
 
-    public func setRegs(_ r: kvm_regs) throws(KVMError) {
-        var copy = r
-        _ = try checked(ckvm_set_regs(fd.rawValue, &copy), "KVM_SET_REGS")
-    }
-
-    public func sregs() throws(KVMError) -> kvm_sregs {
-        var s = kvm_sregs()
-        _ = try checked(ckvm_get_sregs(fd.rawValue, &s), "KVM_GET_SREGS")
-        return s
-    }
-
-    public func setSregs(_ s: kvm_sregs) throws(KVMError) {
-        var copy = s
-        _ = try checked(ckvm_set_sregs(fd.rawValue, &copy), "KVM_SET_SREGS")
-    }
-
-    public func events() throws(KVMError) -> kvm_vcpu_events {
-        var e = kvm_vcpu_events()
-        _ = try checked(ckvm_get_vcpu_events(fd.rawValue, &e), "KVM_GET_VCPU_EVENTS")
-        return e
-    }
-
-    public func setEvents(_ e: kvm_vcpu_events) throws(KVMError) {
-        var copy = e
-        _ = try checked(ckvm_set_vcpu_events(fd.rawValue, &copy), "KVM_SET_VCPU_EVENTS")
-    }
-
-    public func debugRegs() throws(KVMError) -> kvm_debugregs {
-        var d = kvm_debugregs()
-        _ = try checked(ckvm_get_debugregs(fd.rawValue, &d), "KVM_GET_DEBUGREGS")
-        return d
-    }
-
-    public func setDebugRegs(_ d: kvm_debugregs) throws(KVMError) {
-        var copy = d
-        _ = try checked(ckvm_set_debugregs(fd.rawValue, &copy), "KVM_SET_DEBUGREGS")
+    /// A SET ioctl that reads one uAPI struct.  SAFETY: as `get`.
+    private func set<T>(_ value: T, _ name: String, _ ioctl: (CInt, UnsafePointer<T>) -> Int) throws(KVMError) {
+        var copy = value
+        // SAFETY: the ioctl reads one T through a pointer to `copy`, which outlives the call.
+        _ = try checked(ioctl(fd.rawValue, &copy), name)
     }
 
     /// KVM_SET_GUEST_DEBUG with the host's breakpoints (DR0–DR3 by index) and DR7.
