@@ -146,11 +146,7 @@ private func readDebugCtlPayload(_ a: inout Assembler) {
 
 /// Runs to the payload's ucallSync(2, DEBUGCTL).
 private func guestReadDebugCtl(_ t: CheckContext, _ g: Guest) throws -> UInt64 {
-    let event = try g.next()
-    guard case .sync(2, let values) = event else {
-        throw t.unexpected(event, expected: "the guest's RDMSR(DEBUGCTL) result (the MSR exists on Intel and AMD)")
-    }
-    return values[0]
+    try g.expectSync(2, because: "the guest's RDMSR(DEBUGCTL) result (the MSR exists on Intel and AMD)")[0]
 }
 
 /// KVM_GET_MSRS and (where available) KVM_GET_ONE_REG must both show bit 14 clear.

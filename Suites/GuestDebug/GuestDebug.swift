@@ -52,10 +52,7 @@ let guestDebugSuite: Suite = Suite(
                 try t.assertEqual(rflags & 0x100, 0, "KVM_GET_REGS rflags.TF at the step stop \(g.describe(address: s.exit.pc))")
             }
             try g.vcpu.setGuestDebug([])
-            let event = try g.next()
-            guard case .sync(1, let values) = event else {
-                throw t.unexpected(event, expected: "ucall SYNC 1 with the pushed RFLAGS once single-step is off (no #DB may reach the guest)")
-            }
+            let values = try g.expectSync(1, because: "the pushed RFLAGS once single-step is off (no #DB may reach the guest)")
             // The uAPI promises only that KVM_GET_REGS hides the TF it uses (checked above). To
             // step, VMX and SVM set the guest's real RFLAGS.TF, so a guest pushf can see it: a
             // known, documented leak (arch/x86/kvm/x86.c kvm_get_rflags/__kvm_set_rflags; "reduced,
@@ -137,10 +134,7 @@ let guestDebugSuite: Suite = Suite(
             try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
             _ = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp while debugging is on (control run)")
             try g.vcpu.setGuestDebug([], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
-            let event = try g.next()
-            guard case .sync(1, _) = event else {
-                throw t.unexpected(event, expected: "ucall SYNC 1: control = 0 disarms the host breakpoint still in debugreg[]")
-            }
+            try g.expectSync(1, because: "control = 0 disarms the host breakpoint still in debugreg[]")
             try t.assertEqual(g.exceptionCount, 0, "exceptions the guest's handler took (none: the breakpoint was the host's)")
         },
     ])
