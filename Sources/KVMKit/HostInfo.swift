@@ -45,26 +45,11 @@ public struct HostInfo: Sendable, Equatable {
         cpuinfo.split(separator: "\n").first { $0.hasPrefix(name) && $0.dropFirst(name.count).first.map { $0 == " " || $0 == "\t" || $0 == ":" } == true }
             .flatMap { $0.split(separator: ":", maxSplits: 1).last }.map { String($0).trimmedLine }
     }
-}
 
-/// Small file helpers without Foundation.
-public func readText(_ path: String) -> String? {
-    guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly) else { return nil }
-    defer { try? fd.close() }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        // SAFETY: read(2) writes at most chunk.count bytes into chunk's own buffer.
-        guard let n = try? chunk.withUnsafeMutableBytes({ try fd.read(into: $0) }), n > 0 else { break }
-        bytes += chunk.prefix(n)
+    /// A module parameter such as kvm/ignore_msrs, or nil when absent.
+    public static func moduleParameter(_ module: String, _ name: String, root: String = "") -> String? {
+        readText("\(root)/sys/module/\(module)/parameters/\(name)")?.trimmedLine
     }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-public func isDirectory(_ path: String) -> Bool {
-    guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.directory]) else { return false }
-    try? fd.close()
-    return true
 }
 
 extension String {

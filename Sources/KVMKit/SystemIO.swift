@@ -1,8 +1,9 @@
 import Glibc
 import SystemPackage
 
-// The system calls the harness makes through buffers and C handles, typed here so the pointer
-// work stays in KVMKit (each block with its reason).
+// The system calls the harness makes through buffers and thread handles, typed here so the
+// pointer work stays in KVMKit (each block with its reason); files and directories are in
+// SystemFiles.swift.
 
 public enum SystemIO {
     /// One write(2) of `bytes`: the count written, or -1 with errno set.
@@ -17,33 +18,6 @@ public enum SystemIO {
     public static func read(_ fd: CInt, into buffer: inout [UInt8]) -> Int {
         // SAFETY: read(2) writes at most buffer.count bytes into the array's own storage.
         buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-    }
-
-    /// The entry names of the directory at `path` ("." and ".." included, as readdir gives
-    /// them), or nil when it cannot be opened.
-    public static func directoryEntries(_ path: String) -> [String]? {
-        guard let dir = opendir(path) else { return nil }
-        return entries(dir)
-    }
-
-    /// As above for an open directory descriptor (which stays open: a duplicate is read).
-    public static func directoryEntries(fd: CInt) -> [String]? {
-        let dupfd = dup(fd)
-        guard dupfd >= 0 else { return nil }
-        guard let dir = fdopendir(dupfd) else { close(dupfd); return nil }
-        return entries(dir)
-    }
-
-    /// SAFETY: `dir` is an open DIR * this function owns: read, then closed once.
-    private static func entries(_ dir: OpaquePointer) -> [String] {
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            // SAFETY: readdir's entry is valid until the next readdir/closedir on `dir`; d_name is a
-            // NUL-terminated char[256] inside it, copied out here before either happens.
-            names.append(withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) })
-        }
-        return names
     }
 }
 

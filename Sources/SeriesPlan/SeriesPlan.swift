@@ -41,12 +41,13 @@ public func loadSeries(at path: String) throws(PlanError) -> [(name: String, tex
         do { return try TextInput.read(file) } catch { throw PlanError(error.description) }
     }
     var files: [(String, String)] = []
-    var st = stat()
-    if path != "-", !path.isEmpty, stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-        guard let entries = SystemIO.directoryEntries(path) else { throw PlanError("\(messageSafe(path)): cannot read the directory (\(TextInput.errnoText()))") }
-        let names = entries.filter { $0.hasSuffix(".patch") || $0.hasSuffix(".diff") }
+    if path != "-", !path.isEmpty, isDirectory(path) {
+        let names: [String]
+        do { names = try directoryEntries(path).filter { $0.hasSuffix(".patch") || $0.hasSuffix(".diff") } } catch {
+            throw PlanError("\(messageSafe(path)): cannot read the directory (\(error.symbolicName) (\(error.message)))")
+        }
         guard !names.isEmpty else { throw PlanError("\(messageSafe(path)): no .patch files (expected `git format-patch` output)") }
-        for name in names.sorted() { files.append((name, try read(path + "/" + name))) }
+        for name in names { files.append((name, try read(path + "/" + name))) }
     } else {
         let text = try read(path)
         files.append((path == "-" ? TextInput.stdinName : path.split(separator: "/").last.map(String.init) ?? path, text))
