@@ -59,3 +59,45 @@ public final class PosixThread: @unchecked Sendable {
         joined = true
     }
 }
+
+/// A pthread mutex and condition variable at stable addresses (a `pthread_mutex_t` stored in
+/// a Swift property and passed with `&` has no address Swift promises to keep).
+public final class ConditionLock: @unchecked Sendable {
+    // SAFETY: both are allocated once here, initialized in init, destroyed and freed once in
+    // deinit, and only ever passed to pthread calls.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    public init() {
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        condition.deallocate()
+        mutex.deallocate()
+    }
+
+    /// Runs `body` with the mutex held.
+    public func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
+    /// Inside withLock: waits for a broadcast, or at most `milliseconds` when given.
+    public func wait(milliseconds: Int? = nil) {
+        guard let milliseconds else { pthread_cond_wait(condition, mutex); return }
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        deadline.tv_nsec += milliseconds * 1_000_000
+        deadline.tv_sec += deadline.tv_nsec / 1_000_000_000
+        deadline.tv_nsec %= 1_000_000_000
+        pthread_cond_timedwait(condition, mutex, &deadline)
+    }
+
+    /// Inside withLock: wakes every waiter.
+    public func broadcast() { pthread_cond_broadcast(condition) }
+}
