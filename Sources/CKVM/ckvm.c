@@ -79,12 +79,6 @@ long ckvm_set_user_memory_region(int vm_fd, uint32_t slot, uint32_t flags, uint6
 
 long ckvm_create_irqchip(int vm_fd) { return ckvm_ioctl(vm_fd, KVM_CREATE_IRQCHIP, NULL); }
 
-long ckvm_enable_cap(int fd, uint32_t cap, uint64_t arg0) {
-    struct kvm_enable_cap c = { .cap = cap };
-    c.args[0] = arg0;
-    return ckvm_ioctl(fd, KVM_ENABLE_CAP, &c);
-}
-
 /* ---- vCPU ---- */
 long ckvm_run(int vcpu_fd) { return ckvm_ioctl(vcpu_fd, KVM_RUN, NULL); }
 long ckvm_get_regs(int fd, struct kvm_regs *r) { return ckvm_ioctl(fd, KVM_GET_REGS, r); }

@@ -142,6 +142,7 @@ func spawnAndWait(_ path: String, _ args: [String]) -> Int32 {
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    // SAFETY: posix_spawn copies argv; each strdup'd string is freed once, after it returns.
     let argv = ([path] + args).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     guard posix_spawn(&pid, path, &actions, nil, argv, environ) == 0 else { return -1 }

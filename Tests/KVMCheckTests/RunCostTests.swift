@@ -135,7 +135,7 @@ struct IDTStubTests {
         }
         let event = try g.next()
         guard case .exception(let e) = event else { Issue.record("\(instruction): \(event)"); return }
-        #expect(e.vector == UInt64(vector), "\(instruction)")
+        #expect(e.vector == ExceptionVector(vector), "\(instruction)")
         // #BP is a trap (RIP after the int3); #UD and #GP are faults (RIP of the instruction).
         let expectedRIP = instruction == "int3" ? g.address("after") : instruction == "ud2" ? g.address("fault") : g.address("fault") + 5
         #expect(e.rip == expectedRIP, "\(instruction): frame RIP")
