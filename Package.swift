@@ -26,18 +26,26 @@ let package = Package(
         .target(name: "GuestKit", dependencies: ["KVMKit", "X86Asm"]),
         // Child-process spawning with a deadline, for per-check isolation.
         .target(name: "CProcess"),
-        // Checks, requirements, isolated runner, reporters.
+        // The check core: model, registry, context, requirements, selection, the isolated runner
+        // and its child, host-setting safety, expectations, and the reporter interface.
         .target(name: "CheckKit", dependencies: ["KVMKit", "GuestKit", "CLibcap", "CProcess"]),
+        // One reporter per format (TAP, KTAP, JUnit, JSON) and the checked report files.
+        .target(name: "Reporting", dependencies: ["CheckKit", "KVMKit"]),
+        // Series manifests, the patch/mbox reader, and `kvmcheck plan`.
+        .target(name: "SeriesPlan", dependencies: ["CheckKit", "KVMKit"]),
         // The content: one folder per patch series; each registers itself (see Suites/README.md).
         .target(name: "Suites", dependencies: ["CheckKit", "GuestKit", "KVMKit", "X86Asm"], path: "Suites",
                 exclude: ["README.md"]),
+        // `kvmcheck bench`: the exit paths the suites drive, timed against C.
+        .target(name: "Bench", dependencies: ["CheckKit", "CKVM", "KVMKit", "GuestKit", "X86Asm", "Suites"]),
         .executableTarget(name: "kvmcheck", dependencies: [
-            "CheckKit", "Suites",
+            "CheckKit", "Reporting", "SeriesPlan", "Bench", "Suites",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "X86AsmTests", dependencies: ["X86Asm"]),
         .testTarget(name: "KVMCheckTests", dependencies: [
-            "CheckKit", "Suites", "KVMKit", "GuestKit", "X86Asm", "CKVM", "kvmcheck",
+            "CheckKit", "Reporting", "SeriesPlan", "Bench", "Suites", "KVMKit", "GuestKit", "X86Asm", "CKVM",
+            "kvmcheck",
         ]),
     ]
 )

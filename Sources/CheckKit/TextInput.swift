@@ -84,7 +84,7 @@ public enum TextInput {
         return TextInputError(path: path, reason: "is \(kind), not a regular file (give a file, or '-' for stdin)")
     }
 
-    static func errnoText() -> String {
+    public static func errnoText() -> String {
         let e = Errno(rawValue: errno)
         return "\(e.symbolicName) (\(e.message))"
     }
@@ -140,4 +140,25 @@ public func messageQuoted(_ value: String) -> String {
         }
     }
     return out + "'"
+}
+
+/// A message folded onto one line (for a SKIP reason or a caps cell built from a failure).
+public func oneLine(_ s: String) -> String { s.replacing("\n", with: " ") }
+
+
+/// A malformed line of a file kvmcheck reads (a series manifest, an expectations file).
+public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let file: String
+    public let line: Int?
+    public let reason: String
+    public init(file: String, line: Int?, reason: String) { self.file = file; self.line = line; self.reason = reason }
+    public var description: String { "\(messageSafe(file))\(line.map { ":\($0)" } ?? ""): \(reason)" }
+}
+
+
+extension String {
+    /// The string without leading and trailing `set` characters.
+    public func trimmingCharacters(in set: Character) -> String {
+        String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
+    }
 }

@@ -1,6 +1,9 @@
 // `kvmcheck bench` and its callgrind helper `__bench-loop`.
 import ArgumentParser
+import Bench
 import CheckKit
+import Reporting
+import SeriesPlan
 import CProcess
 import CKVM
 import FoundationEssentials

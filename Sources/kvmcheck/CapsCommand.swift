@@ -1,6 +1,8 @@
 // `kvmcheck caps`: one row per uAPI and CPL, decided by the checks whose subject it is.
 import ArgumentParser
 import CheckKit
+import Reporting
+import SeriesPlan
 import CProcess
 import CKVM
 import FoundationEssentials

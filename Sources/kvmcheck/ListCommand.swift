@@ -1,6 +1,8 @@
 // `kvmcheck list`: suites, checks, the uAPI each exercises, and (with --mutants) their killers.
 import ArgumentParser
 import CheckKit
+import Reporting
+import SeriesPlan
 import CProcess
 import CKVM
 import FoundationEssentials

@@ -1,6 +1,8 @@
 // The root command, its shared option groups and small helpers for option values.
 import ArgumentParser
 import CheckKit
+import Reporting
+import SeriesPlan
 import CProcess
 import CKVM
 import FoundationEssentials

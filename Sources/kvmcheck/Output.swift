@@ -1,6 +1,8 @@
 // stdout, stderr and the few process helpers every command uses.
 import ArgumentParser
 import CheckKit
+import Reporting
+import SeriesPlan
 import CProcess
 import CKVM
 import FoundationEssentials

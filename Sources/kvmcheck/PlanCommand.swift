@@ -1,6 +1,8 @@
 // `kvmcheck plan SERIES`: which suites cover a patch series, and what nothing covers.
 import ArgumentParser
 import CheckKit
+import Reporting
+import SeriesPlan
 import CProcess
 import CKVM
 import FoundationEssentials

@@ -1,6 +1,8 @@
 // `kvmcheck run` (the default): checks in isolated children, reports in every format.
 import ArgumentParser
 import CheckKit
+import Reporting
+import SeriesPlan
 import CProcess
 import CKVM
 import FoundationEssentials

@@ -2,6 +2,8 @@
 // through ArgumentParser, with usage errors as one line and exit 2.
 import ArgumentParser
 import CheckKit
+import Reporting
+import SeriesPlan
 import CProcess
 import CKVM
 import FoundationEssentials

@@ -72,31 +72,13 @@ func conditionalSyncCheck(_ t: CheckContext) throws {
                  expected: "untouched (not synced)", observed: "synced anyway: the bitmap was ignored")
 }
 
+/// `caps` rows, each decided by the checks whose subject it is.
 let syncRegsFeature = Feature(
     "KVM_CAP_SYNC_REGS (REGS|SREGS|EVENTS)", advertisement: "KVM_CAP_SYNC_REGS mask & 0x7",
     advertised: { kvm, _ in ((try? kvm.checkExtension(.syncRegs)) ?? 0) & 7 == 7 },
-    probe: { kvm, _ in
-        do {
-            let g = try Guest(system: kvm, cpl: .cpl0) { a in a.mov(.rbx, 0x5151); a.ucallSync(1); a.ucallDone() }
-            g.vcpu.poisonSyncRegs(poison)
-            g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue
-            try g.expectSync(1)
-            return uapiBytes(of: g.vcpu.syncedRegs) == uapiBytes(of: try g.vcpu.regs())
-                ? .works("s.regs == KVM_GET_REGS after an exit")
-                : .misbehaves("s.regs differs from KVM_GET_REGS after an exit")
-        } catch let e as KVMError where e.errno == .invalidArgument {
-            return .absent("KVM_RUN rejected kvm_valid_regs = REGS (EINVAL)")
-        } catch { return .misbehaves("\(error)") }
-    })
+    decidedBy: [CheckRef("sync-regs", syncedRegsCheck), CheckRef("sync-regs", syncedSRegsCheck),
+                CheckRef("sync-regs", syncedEventsCheck), CheckRef("sync-regs", dirtyRegsReachGuestCheck)])
 
 let conditionalSyncFeature = Feature(
     "KVM_SYNC_REGS_CONDITIONAL (bit 63)", advertisement: "no capability (unmerged proposal)",
-    advertised: { _, _ in nil },
-    probe: { kvm, _ in
-        switch bit63Behaviour(kvm) {
-        case .conditional: return .works("bit 63 accepted and an unmarked exit copies nothing")
-        case .rejected(let errno): return .absent("KVM_RUN with kvm_valid_regs bit 63 failed with \(errno)")
-        case .ignored: return .absent("bit 63 accepted but ignored (every exit copies)")
-        case .probeFailed(let why): return .misbehaves(why)
-        }
-    })
+    advertised: { _, _ in nil }, decidedBy: [CheckRef("sync-regs", conditionalSyncOnMarkedExitsCheck)])

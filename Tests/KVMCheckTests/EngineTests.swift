@@ -1,4 +1,6 @@
 import CheckKit
+import Reporting
+import SeriesPlan
 import Foundation
 import CKVM
 import GuestKit
@@ -78,13 +80,15 @@ import X86Asm
         #expect(globMatch("a?c", "abc") && !globMatch("a?c", "abbc"))
     }
 
-    @Test func featureStatusRule() {
-        #expect(FeatureStatus.of(advertised: true, probe: .works("")) == .present)
-        #expect(FeatureStatus.of(advertised: nil, probe: .works("")) == .present)
-        #expect(FeatureStatus.of(advertised: false, probe: .absent("")) == .absent)
-        #expect(FeatureStatus.of(advertised: nil, probe: .absent("")) == .absent)
-        #expect(FeatureStatus.of(advertised: true, probe: .absent("")) == .broken, "advertised but not there")
-        #expect(FeatureStatus.of(advertised: false, probe: .misbehaves("")) == .broken)
+    @Test func anAdvertisedUAPIItsChecksFindAbsentIsBroken() {
+        let rows = [CapsRow(level: .cpl0, status: .absent, decidedBy: "s/c/cpl0", detail: "EINVAL"),
+                    CapsRow(level: .cpl3, status: .present, decidedBy: "s/c/cpl3", detail: "passed: s/c/cpl3"),
+                    CapsRow(level: nil, status: .untestable, decidedBy: "s/d", detail: "cannot be observed here: x")]
+        let claimed = Feature.judged(rows, advertised: true)
+        #expect(claimed.map(\.status) == [.broken, .present, .untestable])
+        #expect(claimed[0].detail == "advertised, but EINVAL" && claimed[0].decidedBy == "s/c/cpl0")
+        #expect(Feature.judged(rows, advertised: false) == rows, "not advertised: absent stays absent")
+        #expect(Feature.judged(rows, advertised: nil) == rows, "no capability: absent stays absent")
     }
 }
 

@@ -1,4 +1,6 @@
 import CheckKit
+import Reporting
+import SeriesPlan
 import KVMKit
 import Testing
 

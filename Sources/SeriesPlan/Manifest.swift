@@ -1,4 +1,6 @@
+import CheckKit
 import Glibc
+import KVMKit
 
 /// One `patches/<series>.md`: what a series is, the uAPI it adds, and the kernel code it changes.
 ///
@@ -180,24 +182,5 @@ public struct SeriesManifest: Sendable, Equatable {
     }
 }
 
-public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let file: String
-    public let line: Int?
-    public let reason: String
-    public init(file: String, line: Int?, reason: String) { self.file = file; self.line = line; self.reason = reason }
-    public var description: String { "\(messageSafe(file))\(line.map { ":\($0)" } ?? ""): \(reason)" }
-}
-
 /// A regular file's text, or nil (see `TextInput`: never a FIFO or device, never unbounded).
 func readTextFile(_ path: String) -> String? { try? TextInput.read(path, allowStdin: false) }
-
-func isDirectory(_ path: String) -> Bool {
-    var st = stat()
-    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-}
-
-extension String {
-    func trimmingCharacters(in set: Character) -> String {
-        String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
-    }
-}

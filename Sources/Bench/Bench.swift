@@ -1,3 +1,4 @@
+import CheckKit
 import CKVM
 import Glibc
 import GuestKit
