@@ -120,7 +120,11 @@ struct Run: ParsableCommand {
                             expectations: expectations, jobs: jobs ?? Runner.onlineCores)
         if let coverageDirectory {
             runner.coverage = openCoverage(coverageDirectory)
-            header.notes += runner.coverage?.notes ?? []
+            if let coverage = runner.coverage {
+                header.notes += coverage.notes
+                if let jobs, jobs > 1 { header.notes.append("coverage: --jobs \(jobs) ignored: one check at a time") }
+                runner.jobs = 1
+            }
         }
         let summary = runner.run(plan, header: header, reporter: reporter)
         for line in HostRestore.applyOrphaned() { printError("kvmcheck: \(line)") }
