@@ -51,10 +51,11 @@ public final class CoverageCollector: @unchecked Sendable {
         guard mount("debugfs", debugfs, "debugfs", 0, nil) == 0 else {
             return .failure(CoverageUnavailable("cannot mount debugfs on \(debugfs) to look for \(root): \(Errno(rawValue: errno).symbolicName)"))
         }
-        notes.append("coverage: mounted debugfs on \(debugfs) (it was not mounted)")
         guard isDirectory(root) else {
+            umount(debugfs) // put the system back as it was: nothing here needs it
             return .failure(CoverageUnavailable("\(root) does not exist: this kernel has no CONFIG_GCOV_KERNEL (or no profiled code)"))
         }
+        notes.append("coverage: mounted debugfs on \(debugfs) (it was not mounted)")
         return .success(root)
     }
 

@@ -114,12 +114,19 @@ struct CoverageTests {
         guard !FileManager.default.fileExists(atPath: CoverageCollector.defaultGcovRoot) else { return }
         let base = try scratch()
         defer { try? FileManager.default.removeItem(atPath: base) }
+        let debugfsMountedBefore = debugfsMounted()
         let r = try kvmcheck(["run", "--suite", "_harness", "--filter", "_harness/passes", "--coverage", base + "/cov"],
                              environment: ["KVMCHECK_HARNESS_SELFTEST": "1"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.components(separatedBy: "--coverage").count == 2, "one message: \(r.stderr)")
         #expect(r.stderr.contains("running without coverage"))
         #expect(!FileManager.default.fileExists(atPath: base + "/cov"), "nothing created without gcov")
+        #expect(debugfsMounted() == debugfsMountedBefore, "a debugfs mounted only to look for gcov is unmounted again")
+    }
+
+    func debugfsMounted() -> Bool {
+        ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "")
+            .split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first == "/sys/kernel/debug" }
     }
 
     @Test func coverageReportSelfTestsPass() throws {
