@@ -46,7 +46,7 @@ public enum MutantCoverage {
             else if i.check.informational { cell = "(informational: records behaviour, never fails)" }
             else if let why = justifications[i.id] { cell = "none at the ioctl seam: \(why)" }
             else { cell = "NONE (a defect: add a mutant or a justification)" }
-            lines.append("  " + i.id + String(repeating: " ", count: max(0, width - i.id.count)) + "  " + cell)
+            lines.append("  " + i.id.padded(to: width) + "  " + cell)
         }
         return lines
     }

@@ -61,8 +61,8 @@ enum DoubleState {
 
 public enum KernelDoubles {
     nonisolated(unsafe) private static var active: [KernelDouble] = []
-    /// The capability number the CR3 model advertises (the run's configured number).
-    nonisolated(unsafe) public static var debugCR3Capability: Int?
+    /// The run's numbers for unmerged capabilities (name → number), which models advertise.
+    nonisolated(unsafe) public static var proposedCapabilities: [String: Int] = [:]
 
     public static var activeNames: [String] { active.map(\.name) }
 

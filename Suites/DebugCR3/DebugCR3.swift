@@ -6,12 +6,14 @@ import X86Asm
 
 // "KVM: x86: Add CR3 to guest debug info" (seed 000, unmerged): every KVM_EXIT_DEBUG carries
 // the vCPU's CR3 after dr7, advertised by KVM_CAP_X86_GUEST_DEBUG_CR3, whose number is not
-// fixed (the RFC's 245 is taken upstream) and so comes from --debug-cr3-cap or patches/.
+// fixed (the RFC's 245 is taken upstream) and so comes from --cap or patches/.
 
 @section("kvmcheck_suites") @used
 let debugCR3Entry: SuiteEntryPoint = { registerSuite(debugCR3Suite) }
 
-let cr3UAPI = ["KVM_CAP_X86_GUEST_DEBUG_CR3", "kvm_debug_exit_arch.cr3", "KVM_EXIT_DEBUG"]
+/// The series' capability: unmerged, so its number is configured (see ProposedCapabilities).
+let debugCR3Capability = "KVM_CAP_X86_GUEST_DEBUG_CR3"
+let cr3UAPI = [debugCR3Capability, "kvm_debug_exit_arch.cr3", "KVM_EXIT_DEBUG"]
 /// Each check's two "processes": identity maps at roots no other check (and not the
 /// environment's default root) uses, so a CR3 left over from elsewhere cannot match.
 struct CR3Roots {
@@ -54,28 +56,13 @@ let debugCR3Suite = Suite(
     ])
 
 /// The configured cap number and what KVM_CHECK_EXTENSION says of it; nil when none is configured.
-func debugCR3Advertised(_ kvm: KVMSystem, _ settings: CheckSettings) throws -> (number: Int, value: Int)? {
-    guard let number = settings.debugCR3Capability else { return nil }
-    return (number, try kvm.checkExtension(raw: number, name: CheckSettings.debugCR3CapabilityName))
+public func debugCR3Advertised(_ kvm: KVMSystem, _ settings: CheckSettings) throws -> (number: Int, value: Int)? {
+    try settings.proposedCapability(debugCR3Capability, on: kvm)
 }
 
 /// The configured cap must be advertised: judged before the checks' preconditions, so a
 /// kernel without the series SKIPs for that, not for a behaviour the checks rely on.
-let needsDebugCR3 = Requirement.configured(CheckSettings.debugCR3CapabilityName) { kvm, settings in
-    do {
-        guard let cap = try debugCR3Advertised(kvm, settings) else { return debugCR3Gap(nil, settings) }
-        return cap.value == 0 ? debugCR3Gap(cap.number, settings) : nil
-    } catch { return "\(error)" }
-}
-
-func debugCR3Gap(_ number: Int?, _ settings: CheckSettings) -> String {
-    guard let number else {
-        return "no number configured for \(CheckSettings.debugCR3CapabilityName) (unmerged, no fixed number): "
-            + "pass --debug-cr3-cap N or add a capability line to patches/cr3-debug-exit.md"
-    }
-    return "KVM_CHECK_EXTENSION(\(number)) = 0: \(CheckSettings.debugCR3CapabilityName) absent "
-        + "(number \(number) from \(settings.debugCR3CapabilitySource ?? "settings"))"
-}
+let needsDebugCR3 = Requirement.proposedCapability(debugCR3Capability)
 
 /// Skips, naming the gap exactly, unless the configured cap is advertised.
 func requireDebugCR3(_ t: CheckContext) throws {
@@ -124,8 +111,8 @@ func rootLoaded(at pc: UInt64, in g: Guest, _ roots: CR3Roots) -> UInt64 {
 }
 
 let debugCR3Feature = Feature(
-    CheckSettings.debugCR3CapabilityName, advertisement: "configured cap number (--debug-cr3-cap / patches/)",
-    advertised: { kvm, settings in (try? debugCR3Advertised(kvm, settings))??.value != 0 ? true : (settings.debugCR3Capability == nil ? nil : false) },
+    debugCR3Capability, advertisement: "configured cap number (--cap / patches/)",
+    advertised: { kvm, settings in (try? debugCR3Advertised(kvm, settings))??.value != 0 ? true : (settings.proposedCapabilities[debugCR3Capability] == nil ? nil : false) },
     decidedBy: [CheckRef("debug-cr3", cr3OnSingleStepCheck), CheckRef("debug-cr3", cr3OnHWBreakpointCheck),
                 CheckRef("debug-cr3", cr3OnSWBreakpointCheck), CheckRef("debug-cr3", cr3KeepsPCIDCheck)])
 

@@ -18,8 +18,8 @@ func twoExitGuest(_ t: CheckContext) throws -> Guest {
     }
 }
 
-/// What the running kernel does with kvm_valid_regs bit 63.
-enum Bit63Behaviour: Equatable {
+/// What the running kernel does with kvm_valid_regs bit 63 (also `kvmcheck bench`'s probe).
+public enum Bit63Behaviour: Equatable, Sendable {
     /// KVM_RUN refused it (the errno's name): no conditional sync.
     case rejected(String)
     /// Accepted, and with an empty bitmap nothing was copied: conditional sync present.
@@ -29,7 +29,7 @@ enum Bit63Behaviour: Equatable {
     case probeFailed(String)
 
     /// nil when conditional sync is present; otherwise the precise gap.
-    var gap: String? {
+    public var gap: String? {
         switch self {
         case .conditional: return nil
         case .rejected(let errno):
@@ -41,8 +41,9 @@ enum Bit63Behaviour: Equatable {
     }
 }
 
-/// Runs one MMIO exit with REGS|bit 63, an empty bitmap and poisoned kvm_run.s.
-func bit63Behaviour(_ system: KVMSystem) -> Bit63Behaviour {
+/// Runs one MMIO exit with REGS|bit 63, an empty bitmap and poisoned kvm_run.s: accepted
+/// *and* honoured only when nothing was copied (some kernels accept and ignore bit 63).
+public func bit63Behaviour(_ system: KVMSystem) -> Bit63Behaviour {
     do {
         let g = try Guest(system: system, cpl: .cpl0) { a in a.ucallDone() }
         g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue

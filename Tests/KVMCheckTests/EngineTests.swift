@@ -131,3 +131,40 @@ struct GuestEnvironmentTests {
         #expect(throws: KVMError("KVM_RUN", .watchdogExpired(milliseconds: 200))) { try g.next() }
     }
 }
+
+/// The one set of small system helpers (KVMKit's SystemFiles, CheckKit's TextTable).
+@Suite struct SystemHelperTests {
+    @Test func directoryEntriesAreSortedWithoutDotEntries() throws {
+        let dir = NSTemporaryDirectory() + "kvmcheck-entries-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["b.md", "a.patch", "c"] { FileManager.default.createFile(atPath: "\(dir)/\(name)", contents: Data("x".utf8)) }
+        #expect(try directoryEntries(dir) == ["a.patch", "b.md", "c"])
+        #expect(throws: Errno.noSuchFileOrDirectory) { try directoryEntries(dir + "/missing") }
+        #expect(throws: Errno.notDirectory) { try directoryEntries(dir + "/c") }
+        #expect(isDirectory(dir) && !isDirectory(dir + "/c") && !isDirectory(dir + "/missing"))
+        // Listing through a descriptor leaves it usable: twice gives the same names.
+        let fd = open(dir, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        #expect(try directoryEntries(fd: fd) == directoryEntries(fd: fd))
+    }
+
+    @Test func readTextHonoursItsLimitAndSymlinkRule() throws {
+        let dir = NSTemporaryDirectory() + "kvmcheck-read-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        FileManager.default.createFile(atPath: "\(dir)/f", contents: Data("0123456789".utf8))
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/link", withDestinationPath: "\(dir)/f")
+        #expect(readText("\(dir)/f") == "0123456789")
+        #expect(readText("\(dir)/f", limit: 10) == "0123456789")
+        #expect(readText("\(dir)/f", limit: 9) == nil, "one byte over the limit")
+        #expect(readText("\(dir)/link") == "0123456789")
+        #expect(readText("\(dir)/link", followSymlinks: false) == nil)
+    }
+
+    @Test func alignedColumnsPadAllButTheLastColumn() {
+        #expect(alignedColumns([["a", "1", "x"], ["bbb", "22", "yy y"]], rightAligned: [1])
+                == ["a     1  x", "bbb  22  yy y"])
+        #expect("ab".padded(to: 4) == "ab  " && "ab".padded(to: 4, right: true) == "  ab" && "abcde".padded(to: 2) == "abcde")
+    }
+}
