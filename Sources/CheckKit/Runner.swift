@@ -16,6 +16,9 @@ public struct Runner: Sendable {
     public var jobs: Int
     /// What the kernel printed while each check ran (attached to its result; a splat fails it).
     public var kernelLog: KernelLog = .fromEnvironment()
+    /// `--coverage`: the kernel's gcov counters, zeroed before each child and saved after it
+    /// (Coverage.swift).  Kernel-global, so a run with it runs one check at a time.
+    public var coverage: CoverageCollector?
 
     public init(childExecutable: String, settings: CheckSettings, timeoutSeconds: Double = 10,
                 expectations: Expectations = Expectations(), jobs: Int = 1) {
@@ -53,7 +56,9 @@ public struct Runner: Sendable {
         for a in args { blob += a.utf8CString }
         var outcome = cproc_outcome()
         let logStart = kernelLog.mark()
+        var coverageNotes = coverage?.reset().map { [$0] } ?? []
         let rc = cproc_run(blob, blob.count, CInt(args.count), Int(timeoutSeconds * 1000), &outcome)
+        coverageNotes += coverage?.collect(checkID: instance.id) ?? []
         defer { cproc_free(&outcome) }
         let resultText = outcome.result.map { String(cString: $0) } ?? ""
         let output = outcome.output.map { String(cString: $0) } ?? ""
@@ -82,7 +87,7 @@ public struct Runner: Sendable {
             verdict = .crash("child exited with status \(outcome.exit_code) without reporting")
         }
         // A child that died (timeout, crash, signal) may have left a host setting changed.
-        notes += HostRestore.applyOrphaned()
+        notes += HostRestore.applyOrphaned() + coverageNotes
         if verdict.isFailure && !output.isEmpty {
             // The reason a child died precedes Swift's stack dump; keep the reason.
             let lines = output.split(separator: "\n", omittingEmptySubsequences: true)
@@ -108,7 +113,7 @@ public struct Runner: Sendable {
         setenv("SWIFT_BACKTRACE", "enable=no", 0)
         let instances = plan.flatMap(\.1)
         let board = ResultBoard(count: instances.count)
-        let workers = (0..<min(jobs, max(1, instances.count))).map { _ in
+        let workers = (0..<min(coverage == nil ? jobs : 1, max(1, instances.count))).map { _ in
             WorkerThread { [self] in
                 while let index = board.claim(exclusive: { instances[$0].check.exclusive }) {
                     let result = expectations.apply(to: run(instances[index]))

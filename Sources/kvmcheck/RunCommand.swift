@@ -47,6 +47,10 @@ struct Run: ParsableCommand {
             help: ArgumentHelp("Known outcomes on this kernel: lines '<check id or glob> <xfail|skip> <reason>'.", valueName: "FILE"))
     var expectFile: String?
 
+    @Option(name: .customLong("coverage"),
+            help: ArgumentHelp("On a gcov kernel: save each check's KVM gcov counters under DIR (new or empty; forces --jobs 1). See ci/coverage-report.", valueName: "DIR"))
+    var coverageDirectory: String?
+
     func validate() throws {
         guard tapVersion == 13 || tapVersion == 14 else { throw ValidationError("--tap-version must be 13 or 14") }
         if let problem = Runner.timeoutProblem(timeout) { throw ValidationError(problem) }
@@ -118,12 +122,33 @@ struct Run: ParsableCommand {
         header.notes += HostRestore.applyOrphaned().map { "earlier run: \($0)" }
         if !expectations.entries.isEmpty { header.notes.append("expectations: \(TextInput.displayName(expectFile!)) (\(expectations.entries.count) entries)") }
         header.notes += settings.proposedCapabilities.notes
-        let runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout,
+        var runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout,
                             expectations: expectations, jobs: jobs ?? Runner.onlineCores)
+        if let coverageDirectory {
+            runner.coverage = openCoverage(coverageDirectory)
+            if let coverage = runner.coverage {
+                header.notes += coverage.notes
+                if let jobs, jobs > 1 { header.notes.append("coverage: --jobs \(jobs) ignored: one check at a time") }
+                runner.jobs = 1
+            }
+        }
         let summary = runner.run(plan, header: header, reporter: reporter)
         for line in HostRestore.applyOrphaned() { printError("kvmcheck: \(line)") }
         printError("kvmcheck: \(summary.fullLine)")
         finishReports(sinks, status: summary.exitCode)
+    }
+
+    /// The collector for --coverage, or nil (said once on stderr) when the kernel has no gcov.
+    /// A directory that is unsafe to write to ends the run before anything runs.
+    func openCoverage(_ directory: String) -> CoverageCollector? {
+        var notes: [String] = []
+        switch CoverageCollector.locateGcov(notes: &notes) {
+        case .failure(let why):
+            printError("kvmcheck: --coverage: \(why); running without coverage")
+            return nil
+        case .success(let root):
+            do { return try CoverageCollector(directory: directory, gcovRoot: root, notes: notes) } catch { fail("\(error)") }
+        }
     }
 
     /// Closes every report, names each one that is incomplete on stderr, and exits: a lost report
