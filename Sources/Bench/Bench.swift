@@ -2,6 +2,7 @@ import CheckKit
 import CKVM
 import Glibc
 import GuestKit
+import KernelDoubles
 import KVMKit
 import X86Asm
 
@@ -122,7 +123,7 @@ public enum Bench {
                 cr3.kind = "simulated"
                 cr3.detail = "debug-cr3 model: its cost is a userspace KVM_GET_SREGS, not the patch's"
                 let inner = cr3.batch
-                cr3.batch = { g, n in try withModel(["debug-cr3"], cap: cr3Cap ?? 0) { try inner(g, n) } }
+                cr3.batch = { g, n in try withModel([.debugCR3], cap: cr3Cap ?? 0) { try inner(g, n) } }
             }
             all.append(cr3)
             var conditional = BenchVariant(name: "step + conditional sync (bit 63, DEBUG marked)", level: level, baseline: step,
@@ -138,7 +139,7 @@ public enum Bench {
                 conditional.kind = "simulated"
                 conditional.detail = "conditional-sync model: its cost is a userspace KVM_GET_SREGS, not the patch's"
                 let inner = conditional.batch
-                conditional.batch = { g, n in try withModel(["conditional-sync"], cap: nil) { try inner(g, n) } }
+                conditional.batch = { g, n in try withModel([.conditionalSync], cap: nil) { try inner(g, n) } }
             }
             all.append(conditional)
             // The harness's own overhead: the same plain step loop, C reference vs the Swift layer.
@@ -151,9 +152,9 @@ public enum Bench {
         return all
     }
 
-    static func withModel<R>(_ names: [String], cap: Int?, _ body: () throws -> R) throws -> R {
+    static func withModel<R>(_ models: [ModelID], cap: Int?, _ body: () throws -> R) throws -> R {
         KernelDoubles.debugCR3Capability = cap
-        try KernelDoubles.activate(names)
+        try KernelDoubles.activate(models.map(\.rawValue))
         defer { try? KernelDoubles.activate([]) }
         return try body()
     }

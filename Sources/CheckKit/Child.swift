@@ -33,8 +33,10 @@ public enum ChildExecution {
 
     /// Runs the instance; returns the report it wrote (also useful in-process for tests).
     @discardableResult
-    public static func run(_ instance: CheckInstance, settings: CheckSettings, writeTo fd: CInt? = resultDescriptor) -> String {
-        let report = execute(instance, settings: settings)
+    public static func run(_ instance: CheckInstance, settings: CheckSettings, writeTo fd: CInt? = resultDescriptor,
+                           extraNotes: () -> [String] = { [] }) -> String {
+        var report = execute(instance, settings: settings)
+        report.notes += extraNotes()
         let data = (try? JSONEncoder().encode(report)) ?? Data()
         let text = String(decoding: data, as: UTF8.self)
         if let fd { _ = text.withCString { cproc_write_all(fd, $0, strlen($0)) } }

@@ -18,11 +18,9 @@ public final class VCPU {
         self.fd = fd
         self.mmapSize = mmapSize
         self.shared = p.bindMemory(to: kvm_run.self, capacity: 1)
-        VCPURegistry.register(fd.rawValue, shared)
     }
 
     deinit {
-        VCPURegistry.register(fd.rawValue, nil)
         _ = ckvm_munmap(UnsafeMutableRawPointer(shared), mmapSize)
         try? fd.close()
     }

@@ -19,20 +19,23 @@ let raceSeconds = 1.0
 let syncRegsUpstreamSuite = Suite(
     "sync-regs-upstream", summary: "sync_regs_test.c parity: races on kvm_run.s, valid=0 with all dirty, apic_base, cap mask",
     series: "cr3-debug-exit", checks: [
-        Check("race_cr4_pae_toggle_with_translate", uapi: dirtyUAPI + ["KVM_TRANSLATE"], requires: [allSyncSets]) { t in
+        Check("race_cr4_pae_toggle_with_translate", uapi: dirtyUAPI + ["KVM_TRANSLATE"], requires: [allSyncSets],
+              killedBy: [.syncRegsInvalidStateEntered, .syncRegsStale]) { t in
             // A splat while racing fails this check through the runner's per-check kernel log.
             try raceCheck(t, .cr4PAEToggle)
         },
-        Check("race_invalid_exception_vector", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets]) { t in
+        Check("race_invalid_exception_vector", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets],
+              killedBy: [.syncRegsInvalidStateEntered, .syncRegsStale]) { t in
             // A splat while racing fails this check through the runner's per-check kernel log.
             try raceCheck(t, .invalidExceptionVector)
         },
-        Check("race_exception_pending_and_injected", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets]) { t in
+        Check("race_exception_pending_and_injected", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets],
+              killedBy: [.syncRegsInvalidStateEntered, .syncRegsStale]) { t in
             // A splat while racing fails this check through the runner's per-check kernel log.
             try raceCheck(t, .pendingAndInjected)
         },
         Check("dirty_all_sets_with_valid_zero_reach_guest_copy_nothing", uapi: dirtyUAPI + ["kvm_run.kvm_valid_regs"],
-              requires: [allSyncSets]) { t in
+              requires: [allSyncSets], killedBy: [.dirtyRegsIgnored, .syncRegsCopiedUnasked, .syncRegsStale]) { t in
             let g = try countingGuest(t)
             g.vcpu.syncValidRegs = SyncRegSet.all.rawValue
             try g.expectSync(1)
@@ -52,7 +55,8 @@ let syncRegsUpstreamSuite = Suite(
                          expected: "not written (nothing copied out)", observed: "\(changed) byte(s) rewritten, s.regs.rbx = \(hex(g.vcpu.syncedRegs.rbx))")
             try cases.finish(t, "kvm_dirty_regs = REGS|SREGS|EVENTS with kvm_valid_regs = 0 (upstream clear_kvm_valid_regs_bits)")
         },
-        Check("apic_base_via_dirty_sregs", uapi: dirtyUAPI + ["kvm_sregs.apic_base"], requires: [allSyncSets]) { t in
+        Check("apic_base_via_dirty_sregs", uapi: dirtyUAPI + ["kvm_sregs.apic_base"], requires: [allSyncSets],
+              killedBy: [.dirtyRegsIgnored, .syncRegsStale]) { t in
             let g = try countingGuest(t)
             g.vcpu.syncValidRegs = SyncRegSet.all.rawValue
             try g.expectSync(1)
@@ -68,10 +72,11 @@ let syncRegsUpstreamSuite = Suite(
             cases.expectEqual(try g.vcpu.sregs().apic_base, base, "KVM_GET_SREGS apic_base")
             try cases.finish(t, "apic_base written through dirty SREGS (upstream set_and_verify_various)")
         },
-        Check("all_sets_plus_undefined_dirty_bit_einval_before_entry", uapi: dirtyUAPI, requires: [allSyncSets]) { t in
+        Check("all_sets_plus_undefined_dirty_bit_einval_before_entry", uapi: dirtyUAPI, requires: [allSyncSets],
+              killedBy: [.dirtyRegsIgnored, .undefinedSyncBitsAccepted]) { t in
             try expectDirtyRejected(t, dirty: SyncRegSet.all.rawValue | undefinedSyncBit)
         },
-        Check("cap_advertises_no_undefined_bit", uapi: ["KVM_CAP_SYNC_REGS"], requires: [allSyncSets]) { t in
+        Check("cap_advertises_no_undefined_bit", uapi: ["KVM_CAP_SYNC_REGS"], requires: [allSyncSets], killedBy: [.syncRegsCapUndefinedBit]) { t in
             let mask = UInt64(try t.system.checkExtension(.syncRegs))
             try t.expect(mask & ~SyncRegSet.all.rawValue == 0, "KVM_CHECK_EXTENSION(KVM_CAP_SYNC_REGS)",
                          expected: "only REGS|SREGS|EVENTS (0x7); bit 31 is the one upstream's tests use as invalid",

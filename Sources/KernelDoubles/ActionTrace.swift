@@ -1,0 +1,115 @@
+import CKVM
+import Glibc
+import MutantIDs
+
+/// Which mutants changed something in this process, in the order they first did.
+///
+/// Why: MutantTests runs the mutants that do not name a suite all at once over that suite
+/// instead of one run each.  Up to the first change any mutant makes, such a run *is* the plain
+/// run, call for call; so a mutant that never changed anything in a check's process would have
+/// seen the same calls alone and changed nothing there either: that check's verdict under it is
+/// the plain one.  Whether a mutant changed something is judged here, around it, not by trusting
+/// its body: what it passed on against what it got (the argument's bytes, kvm_run, the call
+/// itself), what it returned against what the kernel returned, how often it forwarded, and the
+/// writing ioctls it made on the side.  Doubts count as changes (they only cost a separate run).
+public enum ActionTrace {
+    nonisolated(unsafe) public private(set) static var acted: [MutantID] = []
+    /// Writing ioctls the doubles made on the side (see realIoctl).
+    nonisolated(unsafe) static var sideWrites = 0
+
+    static func reset() { acted = []; sideWrites = 0 }
+    static func record(_ id: MutantID) { if !acted.contains(id) { acted.append(id) } }
+
+    public static let notePrefix = "kernel mutants that changed a call: "
+    /// The line a check's child adds to its notes (nil when no mutant changed anything).
+    public static var note: String? { acted.isEmpty ? nil : notePrefix + acted.map(\.rawValue).joined(separator: ", ") }
+
+    /// Runs mutant `id`'s handler on `call` (`next` is the rest of the chain) and records
+    /// whether it changed anything.
+    static func watching(_ id: MutantID, _ call: IoctlCall, _ handle: ((IoctlCall) -> Int) -> Int,
+                         next: @escaping (IoctlCall) -> Int) -> Int {
+        let entry = Snapshot(call)
+        let writesBefore = sideWrites
+        var forwards = 0, writesInside = 0, passedOnUnchanged = true
+        var inner: (result: Int, after: Snapshot)?
+        let r = handle { passed in
+            forwards += 1
+            passedOnUnchanged = passedOnUnchanged && passed.fd == call.fd && passed.request == call.request
+                && passed.arg == call.arg && Snapshot(passed) == entry
+            let w = sideWrites
+            let x = next(passed)
+            writesInside += sideWrites - w
+            inner = (x, Snapshot(passed))
+            return x
+        }
+        let ownWrites = sideWrites - writesBefore - writesInside
+        if forwards != 1 || !passedOnUnchanged || inner?.result != r || inner?.after != Snapshot(call) || ownWrites != 0 {
+            record(id)
+        }
+        return r
+    }
+}
+
+/// The bytes a mutant could change in a call: kvm_run for KVM_RUN, else the argument struct
+/// (its size is in the request number), with the variable-length parts the doubles touch
+/// (MSR entries, index and register lists) and the value a ONE_REG call points at.
+/// A new mutant that edits some other memory must add it here.
+struct Snapshot: Equatable {
+    var bytes: [UInt8] = []
+    /// False where a ONE_REG value address is not readable (the EFAULT checks pass bad ones).
+    var readable = true
+
+    init(_ call: IoctlCall) {
+        if let run = call.run {
+            // SAFETY: run maps a whole page; kvm_run and the conditional bitmap after it fit in it.
+            append(UnsafeRawPointer(run), MemoryLayout<kvm_run>.size + Int(CKVM_SAVE_REGS_ON_EXIT_WORDS) * 8)
+        }
+        guard let arg = call.arg, call.request != CKVM_REQ_CHECK_EXTENSION, call.request != CKVM_REQ_RUN else { return }
+        let fixed = Int((call.request >> 16) & 0x3FFF) // _IOC_SIZE
+        // SAFETY: the request's _IOC_SIZE is the size of the struct the caller passed.
+        append(UnsafeRawPointer(arg), fixed)
+        let limit = 4096 // entries; every list a check passes is smaller
+        switch call.request {
+        case CKVM_REQ_GET_MSRS, CKVM_REQ_SET_MSRS:
+            // SAFETY: struct kvm_msrs is followed by nmsrs entries (the caller allocated them).
+            let n = min(Int(arg.load(as: UInt32.self)), limit)
+            append(UnsafeRawPointer(arg) + MemoryLayout<kvm_msrs>.size, n * MemoryLayout<kvm_msr_entry>.stride)
+        case CKVM_REQ_GET_MSR_INDEX_LIST:
+            // SAFETY: struct kvm_msr_list is followed by room for nmsrs indices.
+            let n = min(Int(arg.load(as: UInt32.self)), limit)
+            append(UnsafeRawPointer(arg) + MemoryLayout<kvm_msr_list>.size, n * 4)
+        case CKVM_REQ_GET_REG_LIST:
+            // SAFETY: struct kvm_reg_list is followed by room for n ids.
+            let n = min(Int(arg.load(as: UInt64.self)), limit)
+            append(UnsafeRawPointer(arg) + MemoryLayout<kvm_reg_list>.size, n * 8)
+        case CKVM_REQ_GET_ONE_REG, CKVM_REQ_SET_ONE_REG:
+            let reg = arg.load(as: kvm_one_reg.self)
+            let size = 1 << Int((reg.id >> 52) & 0xF) // KVM_REG_SIZE
+            if let copy = SafeRead.bytes(at: UInt(reg.addr), count: min(size, 256)) { bytes += copy } else { readable = false }
+        default:
+            break
+        }
+    }
+
+    private mutating func append(_ p: UnsafeRawPointer, _ count: Int) {
+        bytes += UnsafeRawBufferPointer(start: p, count: count)
+    }
+}
+
+/// Reads memory that may not be mapped (a ONE_REG address a check made bad on purpose) without
+/// faulting: the kernel copies it into a pipe and says EFAULT if it cannot.
+enum SafeRead {
+    nonisolated(unsafe) private static var pipeFDs: (CInt, CInt)? = {
+        var fds: [CInt] = [-1, -1]
+        // Blocking is harmless: at most 256 bytes go into an empty pipe and come straight back out.
+        return pipe(&fds) == 0 ? (fds[0], fds[1]) : nil
+    }()
+
+    static func bytes(at address: UInt, count: Int) -> [UInt8]? {
+        guard address != 0, let (readEnd, writeEnd) = pipeFDs else { return nil }
+        // SAFETY: write(2) only reads [address, address+count) and fails with EFAULT where it is not mapped.
+        guard write(writeEnd, UnsafeRawPointer(bitPattern: address), count) == count else { return nil }
+        var out = [UInt8](repeating: 0, count: count)
+        return read(readEnd, &out, count) == count ? out : nil
+    }
+}
