@@ -20,32 +20,34 @@ public enum ActionTrace {
     static func reset() { acted = []; sideWrites = 0 }
     static func record(_ id: MutantID) { if !acted.contains(id) { acted.append(id) } }
 
-    public static let notePrefix = "kernel mutants that changed a call: "
+    public static let notePrefix = "kernel mutants that changed a call (first first): "
     /// The line a check's child adds to its notes (nil when no mutant changed anything).
     public static var note: String? { acted.isEmpty ? nil : notePrefix + acted.map(\.rawValue).joined(separator: ", ") }
 
     /// Runs mutant `id`'s handler on `call` (`next` is the rest of the chain) and records
-    /// whether it changed anything.
+    /// whether it changed anything, at the moment it did: a change to what it passes on (or a
+    /// second forward, or a write on the side) before the rest of the chain runs, a change to
+    /// what it returns when it returns.  So `acted.first` is the first change in the process:
+    /// the mutants the chain had not reached yet saw the plain run until then.
     static func watching(_ id: MutantID, _ call: IoctlCall, _ handle: ((IoctlCall) -> Int) -> Int,
                          next: @escaping (IoctlCall) -> Int) -> Int {
         let entry = Snapshot(call)
         let writesBefore = sideWrites
-        var forwards = 0, writesInside = 0, passedOnUnchanged = true
+        var forwards = 0, writesInside = 0
         var inner: (result: Int, after: Snapshot)?
-        let r = handle { passed in
+        let r = handle { passed in // (what the mutant passes on to the rest of the chain)
             forwards += 1
-            passedOnUnchanged = passedOnUnchanged && passed.fd == call.fd && passed.request == call.request
-                && passed.arg == call.arg && Snapshot(passed) == entry
+            let same = passed.fd == call.fd && passed.request == call.request && passed.arg == call.arg
+                && Snapshot(passed, room: entry.room) == entry
+            if forwards > 1 || !same || sideWrites - writesBefore - writesInside != 0 { record(id) }
             let w = sideWrites
             let x = next(passed)
             writesInside += sideWrites - w
-            inner = (x, Snapshot(passed))
+            inner = (x, Snapshot(passed, room: entry.room))
             return x
         }
         let ownWrites = sideWrites - writesBefore - writesInside
-        if forwards != 1 || !passedOnUnchanged || inner?.result != r || inner?.after != Snapshot(call) || ownWrites != 0 {
-            record(id)
-        }
+        if forwards != 1 || inner?.result != r || inner?.after != Snapshot(call, room: entry.room) || ownWrites != 0 { record(id) }
         return r
     }
 }
@@ -58,8 +60,13 @@ struct Snapshot: Equatable {
     var bytes: [UInt8] = []
     /// False where a ONE_REG value address is not readable (the EFAULT checks pass bad ones).
     var readable = true
+    /// Entries the caller made room for in a variable-length list, as the count said at entry
+    /// (the kernel rewrites the count, e.g. to the size it needs with E2BIG: never read past the room).
+    var room = 0
 
-    init(_ call: IoctlCall) {
+    static func == (a: Snapshot, b: Snapshot) -> Bool { a.bytes == b.bytes && a.readable == b.readable }
+
+    init(_ call: IoctlCall, room entryRoom: Int? = nil) {
         if let run = call.run {
             // SAFETY: run maps a whole page; kvm_run and the conditional bitmap after it fit in it.
             append(UnsafeRawPointer(run), MemoryLayout<kvm_run>.size + Int(CKVM_SAVE_REGS_ON_EXIT_WORDS) * 8)
@@ -71,21 +78,22 @@ struct Snapshot: Equatable {
         let limit = 4096 // entries; every list a check passes is smaller
         switch call.request {
         case CKVM_REQ_GET_MSRS, CKVM_REQ_SET_MSRS:
-            // SAFETY: struct kvm_msrs is followed by nmsrs entries (the caller allocated them).
-            let n = min(Int(arg.load(as: UInt32.self)), limit)
-            append(UnsafeRawPointer(arg) + MemoryLayout<kvm_msrs>.size, n * MemoryLayout<kvm_msr_entry>.stride)
+            // SAFETY: struct kvm_msrs is followed by the nmsrs entries the caller allocated (counted at entry).
+            room = entryRoom ?? min(Int(arg.load(as: UInt32.self)), limit)
+            append(UnsafeRawPointer(arg) + MemoryLayout<kvm_msrs>.size, room * MemoryLayout<kvm_msr_entry>.stride)
         case CKVM_REQ_GET_MSR_INDEX_LIST:
-            // SAFETY: struct kvm_msr_list is followed by room for nmsrs indices.
-            let n = min(Int(arg.load(as: UInt32.self)), limit)
-            append(UnsafeRawPointer(arg) + MemoryLayout<kvm_msr_list>.size, n * 4)
+            // SAFETY: struct kvm_msr_list is followed by room for nmsrs indices (counted at entry).
+            room = entryRoom ?? min(Int(arg.load(as: UInt32.self)), limit)
+            append(UnsafeRawPointer(arg) + MemoryLayout<kvm_msr_list>.size, room * 4)
         case CKVM_REQ_GET_REG_LIST:
-            // SAFETY: struct kvm_reg_list is followed by room for n ids.
-            let n = min(Int(arg.load(as: UInt64.self)), limit)
-            append(UnsafeRawPointer(arg) + MemoryLayout<kvm_reg_list>.size, n * 8)
+            // SAFETY: struct kvm_reg_list is followed by room for n ids (counted at entry).
+            room = entryRoom ?? min(Int(arg.load(as: UInt64.self)), limit)
+            append(UnsafeRawPointer(arg) + MemoryLayout<kvm_reg_list>.size, room * 8)
         case CKVM_REQ_GET_ONE_REG, CKVM_REQ_SET_ONE_REG:
             let reg = arg.load(as: kvm_one_reg.self)
+            // The doubles edit 64-bit register values only: their 8 bytes (or fewer) are what can change.
             let size = 1 << Int((reg.id >> 52) & 0xF) // KVM_REG_SIZE
-            if let copy = SafeRead.bytes(at: UInt(reg.addr), count: min(size, 256)) { bytes += copy } else { readable = false }
+            if let copy = SafeRead.bytes(at: UInt(reg.addr), count: min(size, 8)) { bytes += copy } else { readable = false }
         default:
             break
         }
@@ -108,8 +116,9 @@ enum SafeRead {
     static func bytes(at address: UInt, count: Int) -> [UInt8]? {
         guard address != 0, let (readEnd, writeEnd) = pipeFDs else { return nil }
         // SAFETY: write(2) only reads [address, address+count) and fails with EFAULT where it is not mapped.
-        guard write(writeEnd, UnsafeRawPointer(bitPattern: address), count) == count else { return nil }
+        let written = write(writeEnd, UnsafeRawPointer(bitPattern: address), count)
         var out = [UInt8](repeating: 0, count: count)
-        return read(readEnd, &out, count) == count ? out : nil
+        if written > 0 { _ = read(readEnd, &out, written) } // drained even when short, so no byte is left behind
+        return written == count ? out : nil
     }
 }

@@ -10,7 +10,7 @@ import MutantIDs
 // of the real kernel, so those checks' positive paths run here.  Nothing is active unless
 // KVMCHECK_MUTANT / KVMCHECK_MODEL name one (see README, developers' section).
 // The doubles find what they need themselves (a vCPU's kvm_run, whether an fd is a VM), so
-// KVMKit records nothing for them.
+// KVMKit records nothing for them and keeps only that hook.
 
 /// A model: an unmerged uAPI simulated on the real kernel (KVMCHECK_MODEL=rawValue).
 public enum ModelID: String, CaseIterable, Sendable, Hashable {
@@ -23,7 +23,7 @@ public struct IoctlCall {
     public let fd: CInt
     public let request: UInt
     public let arg: UnsafeMutableRawPointer?
-    /// For KVM_RUN: the vCPU's kvm_run, mapped by the seam for the duration of the call.
+    /// For KVM_RUN: the vCPU's kvm_run (VCPUMapping).
     let run: UnsafeMutablePointer<kvm_run>?
 
     var isRun: Bool { request == CKVM_REQ_RUN }
@@ -100,6 +100,7 @@ public enum KernelDoubles {
         active = chosen.filter { $0.mutant != nil } + chosen.filter { $0.mutant == nil }
         DoubleState.reset()
         ActionTrace.reset()
+        VCPUMapping.forgetAll()
         ckvm_set_ioctl_hook(active.isEmpty ? nil : seam, nil)
     }
 
@@ -119,11 +120,13 @@ public enum KernelDoubles {
     }
 
     private static let seam: ckvm_ioctl_hook_fn = { fd, request, arg, _ in
-        let run = request == CKVM_REQ_RUN ? VCPUMapping.map(fd) : nil
-        defer { if let run { VCPUMapping.unmap(run) } }
+        let run = request == CKVM_REQ_RUN ? VCPUMapping.run(of: fd) : nil
         let r = KernelDoubles.dispatch(IoctlCall(fd: fd, request: request, arg: arg, run: run), from: 0)
         // A new vCPU may reuse a closed one's fd number: per-vCPU double state starts afresh.
-        if request == kvmCreateVCPU, r >= 0 { DoubleState.forget(vcpu: CInt(truncatingIfNeeded: r)) }
+        if request == kvmCreateVCPU, r >= 0 {
+            DoubleState.forget(vcpu: CInt(truncatingIfNeeded: r))
+            VCPUMapping.forget(CInt(truncatingIfNeeded: r))
+        }
         return r
     }
 }
@@ -147,24 +150,32 @@ enum DoubleState {
     }
 }
 
-/// The kvm_run of a vCPU fd, mapped again for one intercepted KVM_RUN and unmapped after it, so
-/// the doubles hold no reference that would keep a closed vCPU (and its VM) alive.
+/// The kvm_run of a vCPU fd, mapped again by the doubles at its first KVM_RUN (so doubles activated
+/// after a vCPU was created still find it).  The mapping is dropped when the fd number comes back
+/// from KVM_CREATE_VCPU (a new vCPU) or the doubles are activated again; until then it keeps a
+/// closed vCPU's VM alive, which only delays its teardown to the check process's exit.
 enum VCPUMapping {
     /// kvm_run and the proposed conditional-sync bitmap after it both sit in the first page.
     static let length = 4096
+    nonisolated(unsafe) private static var runs: [CInt: UnsafeMutablePointer<kvm_run>] = [:]
 
-    static func map(_ fd: CInt) -> UnsafeMutablePointer<kvm_run>? {
+    static func run(of fd: CInt) -> UnsafeMutablePointer<kvm_run>? {
+        if let run = runs[fd] { return run }
         // SAFETY: a MAP_SHARED view of page 0 of a vCPU fd is that vCPU's kvm_run (what KVMKit
-        // maps too); a failed mmap (not a vCPU fd) yields nil, and the page outlives the call.
+        // maps too); a failed mmap (not a vCPU fd) yields nil; the view lives until forget().
         let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let p, p != UnsafeMutableRawPointer(bitPattern: -1) else { return nil } // MAP_FAILED
-        return p.bindMemory(to: kvm_run.self, capacity: 1)
+        let run = p.bindMemory(to: kvm_run.self, capacity: 1)
+        runs[fd] = run
+        return run
     }
 
-    static func unmap(_ run: UnsafeMutablePointer<kvm_run>) {
-        // SAFETY: `run` came from map() above and no double keeps it past the call.
-        _ = munmap(UnsafeMutableRawPointer(run), length)
+    static func forget(_ fd: CInt) {
+        // SAFETY: the pointer came from mmap above and is dropped from the table with it.
+        if let run = runs.removeValue(forKey: fd) { _ = munmap(UnsafeMutableRawPointer(run), length) }
     }
+
+    static func forgetAll() { for fd in Array(runs.keys) { forget(fd) } }
 }
 
 /// What an fd is, from its /proc link (KVM names its anonymous inodes "kvm-vm", "kvm-vcpu:N").

@@ -102,11 +102,16 @@ extension KernelDoubles {
         // Upstream parity (sync-regs-upstream).
         .mutant(.syncRegsInvalidStateEntered, "KVM_RUN enters with invalid dirty sync state (CR4.PAE clear in long mode, an exception vector > 31, an exception both pending and injected) and fails the entry instead of refusing it") { call, forward in
             guard call.isRun, let run = call.run else { return forward(call) }
-            let dirty = run.pointee.kvm_dirty_regs, s = run.pointee.s.regs
-            let badSregs = dirty & syncSregs != 0 && s.sregs.efer & 0x100 != 0 && s.sregs.cr4 & 0x20 == 0
-            let e = s.events.exception
-            let badEvents = dirty & syncEvents != 0 && ((e.nr > 31 && e.pending != 0) || (e.pending != 0 && e.injected != 0))
-            guard badSregs || badEvents else { return forward(call) }
+            func invalid() -> Bool { // field by field: no copy of kvm_run.s per look
+                let dirty = run.pointee.kvm_dirty_regs
+                if dirty & syncSregs != 0 && run.pointee.s.regs.sregs.efer & 0x100 != 0 && run.pointee.s.regs.sregs.cr4 & 0x20 == 0 { return true }
+                guard dirty & syncEvents != 0 else { return false }
+                let nr = run.pointee.s.regs.events.exception.nr, pending = run.pointee.s.regs.events.exception.pending
+                return (nr > 31 && pending != 0) || (pending != 0 && run.pointee.s.regs.events.exception.injected != 0)
+            }
+            // Look for a while, as an entry path reading the state at some later moment would: a
+            // racer leaves CR4.PAE clear only for a few instructions in every few hundred.
+            guard (0..<512).contains(where: { _ in invalid() }) else { return forward(call) }
             run.pointee.kvm_dirty_regs = 0
             run.pointee.exit_reason = UInt32(KVM_EXIT_FAIL_ENTRY)
             return 0

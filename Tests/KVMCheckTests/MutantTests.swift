@@ -101,13 +101,16 @@ struct MutantTests {
             var together = strangers.filter { Self.models(of: $0) == models }
             while !together.isEmpty {
                 let outcomes = try Self.run([suite], Self.environment(models: models, mutants: together))
-                let changed = Set(outcomes.values.flatMap { o in
-                    o.notes.filter { $0.hasPrefix(ActionTrace.notePrefix) }
-                        .flatMap { $0.dropFirst(ActionTrace.notePrefix.count).split(separator: ", ").compactMap { MutantID(rawValue: String($0)) } }
+                // The first mutant to change a call in a check saw the plain run until then: it
+                // really changes something there.  Later ones may only react to it.
+                let first = Set(outcomes.values.compactMap { o in
+                    o.notes.first { $0.hasPrefix(ActionTrace.notePrefix) }
+                        .flatMap { $0.dropFirst(ActionTrace.notePrefix.count).split(separator: ", ").first }
+                        .flatMap { MutantID(rawValue: String($0)) }
                 })
                 // A check that died cannot say which mutants changed something: doubt them all.
                 let broken = outcomes.values.contains { $0.status == "crash" || $0.status == "timeout" }
-                let alone = broken ? together : together.filter(changed.contains)
+                let alone = broken ? together : together.filter(first.contains)
                 if alone.isEmpty {
                     if models.isEmpty, let plain = Self.plain {
                         for (id, o) in outcomes { #expect(o.status == plain[id]?.status, "\(id) changed under \(together) although none acted") }
