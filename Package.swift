@@ -15,7 +15,7 @@ let package = Package(
         .target(name: "CKVM"),
         // Process capabilities (CAP_SYS_ADMIN & co) for requirement checks.
         .systemLibrary(name: "CLibcap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
-        // Typed KVM layer: the only place raw pointers live.
+        // Typed KVM layer: where most raw pointers live.
         .target(name: "KVMKit", dependencies: [
             "CKVM",
             .product(name: "SystemPackage", package: "swift-system"),

@@ -27,8 +27,8 @@ struct MutantTests {
     static let suiteNames = SuiteRegistry.all().map(\.name)
 
     /// Check id → outcome of `kvmcheck run` over `suites` (all when empty) with `environment`.
-    static func run(_ suites: [String], _ environment: [String: String]) throws -> [String: Outcome] {
-        let selection = suites.isEmpty ? [] : ["--suite", suites.joined(separator: ",")]
+    static func run(_ suites: [String], _ environment: [String: String], only ids: [String] = []) throws -> [String: Outcome] {
+        let selection = (suites.isEmpty ? [] : ["--suite", suites.joined(separator: ",")]) + (ids.isEmpty ? [] : ["--filter", ids.joined(separator: ",")])
         let r = try runProcess(fastKvmcheckBinary, ["run", "--format", "json", "--jobs", "\(Runner.onlineCores)"] + selection,
                                environment: environment)
         let doc = try #require(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
@@ -62,9 +62,16 @@ struct MutantTests {
         let duty = MutantCoverage.duty(of: mutant, over: instances)
         let models = models(of: mutant)
         let before = try baseline(suites, models: models)
-        let after = try run(suites, environment(models: models, mutants: [mutant]))
+        var after = try run(suites, environment(models: models, mutants: [mutant]))
         let name = mutant.rawValue
         #expect(Set(after.keys) == Set(before.keys), "the same checks run")
+        // A kill that depends on two threads overlapping (the sync-regs races) may not happen in
+        // one run on a loaded host: a target still passing is given three more runs to turn.
+        for _ in 0..<3 {
+            let missed = duty.kills.filter { before[$0]?.status == "pass" && after[$0]?.status == "pass" }
+            if missed.isEmpty { break }
+            after.merge(try run(suites, environment(models: models, mutants: [mutant]), only: missed)) { $1 }
+        }
         var killed: [String] = []
         for (id, was) in before.map({ ($0.key, $0.value.status) }).sorted(by: { $0.0 < $1.0 }) {
             let now = after[id]?.status ?? "missing"
