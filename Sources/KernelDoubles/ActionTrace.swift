@@ -90,6 +90,7 @@ struct Snapshot: Equatable {
             room = entryRoom ?? min(Int(arg.load(as: UInt64.self)), limit)
             append(UnsafeRawPointer(arg) + MemoryLayout<kvm_reg_list>.size, room * 8)
         case CKVM_REQ_GET_ONE_REG, CKVM_REQ_SET_ONE_REG:
+            // SAFETY: ONE_REG's argument is a struct kvm_one_reg (its _IOC_SIZE, read just above).
             let reg = arg.load(as: kvm_one_reg.self)
             // The doubles edit 64-bit register values only: their 8 bytes (or fewer) are what can change.
             let size = 1 << Int((reg.id >> 52) & 0xF) // KVM_REG_SIZE
@@ -100,6 +101,7 @@ struct Snapshot: Equatable {
     }
 
     private mutating func append(_ p: UnsafeRawPointer, _ count: Int) {
+        // SAFETY: every caller above passes a range it showed to be the caller's memory.
         bytes += UnsafeRawBufferPointer(start: p, count: count)
     }
 }

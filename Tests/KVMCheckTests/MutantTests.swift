@@ -130,24 +130,6 @@ struct MutantTests {
         }
     }
 
-    @Test func everyCheckIsKilledByAMutantOrJustified() throws {
-        let all = SuiteRegistry.all().flatMap(\.instances)
-        #expect(MutantCoverage.uncovered(all).map(\.id) == [])
-        for i in all {
-            #expect(i.check.killedBy.isEmpty || i.check.unkillable == nil, "\(i.id) has killers and says it has none")
-            #expect(Set(i.check.killedBy).count == i.check.killedBy.count, "\(i.id) names a killer twice")
-        }
-    }
-
-    @Test func everyMutantHasOneDoubleAndSomethingToDo() throws {
-        let all = SuiteRegistry.all().flatMap(\.instances)
-        for mutant in MutantID.allCases {
-            #expect(KernelDoubles.mutants.filter { $0.mutant == mutant }.count == 1, "\(mutant.rawValue): one double")
-            #expect(!MutantCoverage.duty(of: mutant, over: all).suites.isEmpty, "no check names \(mutant.rawValue)")
-        }
-        #expect(KernelDoubles.mutants.count == MutantID.allCases.count)
-    }
-
     @Test func listMutantsShowsEveryDoubleAndEveryCheck() throws {
         let r = try kvmcheck(["list", "--mutants"])
         #expect(r.status == 0)
@@ -196,13 +178,53 @@ struct MutantTests {
     }
 }
 
-/// The release build of kvmcheck (`swift build -c release --product kvmcheck`) when it is at
-/// least as new as the debug build next to this test bundle: its children start several times
-/// faster, which is most of what the mutant runs cost.  Otherwise the debug build.
+/// The killers the checks declare, without KVM.
+@Suite struct MutantCoverageTests {
+    @Test func everyCheckIsKilledByAMutantOrJustified() throws {
+        let all = SuiteRegistry.all().flatMap(\.instances)
+        #expect(MutantCoverage.uncovered(all).map(\.id) == [])
+        for i in all {
+            #expect(i.check.killedBy.isEmpty || i.check.unkillable == nil, "\(i.id) has killers and says it has none")
+            #expect(Set(i.check.killedBy).count == i.check.killedBy.count, "\(i.id) names a killer twice")
+        }
+    }
+
+    @Test func everyMutantHasOneDoubleAndSomethingToDo() throws {
+        let all = SuiteRegistry.all().flatMap(\.instances)
+        for mutant in MutantID.allCases {
+            #expect(KernelDoubles.mutants.filter { $0.mutant == mutant }.count == 1, "\(mutant.rawValue): one double")
+            #expect(!MutantCoverage.duty(of: mutant, over: all).suites.isEmpty, "no check names \(mutant.rawValue)")
+        }
+        #expect(KernelDoubles.mutants.count == MutantID.allCases.count)
+    }
+
+    @Test func aPreconditionsKillerMayMakeItsDependentsSkipAndNoOneElse() throws {
+        let all = SuiteRegistry.all().flatMap(\.instances)
+        let steps = try #require(all.first { $0.id == "blockirq/steps_land_on_next_instruction/cpl0" })
+        // single-step-dropped kills guest-debug/single_step_stops_after_each_instruction, a precondition here.
+        #expect(MutantCoverage.isGap(steps.check, cpl: steps.cpl, under: .singleStepDropped))
+        #expect(!MutantCoverage.isGap(steps.check, cpl: steps.cpl, under: .oneRegOnVMFD))
+        let duty = MutantCoverage.duty(of: .singleStepDropped, over: all)
+        #expect(duty.kills.contains("guest-debug/single_step_stops_after_each_instruction/cpl3"))
+        #expect(duty.gaps.contains(steps.id) && !duty.kills.contains(steps.id))
+        #expect(Set(duty.suites) == Set(duty.kills.map { String($0.prefix { $0 != "/" }) } + duty.gaps.map { String($0.prefix { $0 != "/" }) }))
+    }
+}
+
+/// The release build of kvmcheck (`swift build -c release --product kvmcheck`) when it was built
+/// after the last change to the sources (Package.swift, Sources/, Suites/): its children start
+/// several times faster, which is most of what the mutant runs cost.  Otherwise the debug build.
 let fastKvmcheckBinary: String = {
     let debug = URL(fileURLWithPath: kvmcheckBinary)
     let release = debug.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("release/kvmcheck")
     func modified(_ url: URL) -> Date? { (try? FileManager.default.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date }
-    guard let r = modified(release), let d = modified(debug), r >= d else { return debug.path }
-    return release.path
+    guard let built = modified(release) else { return debug.path }
+    var newest = modified(repositoryRoot.appendingPathComponent("Package.swift")) ?? .distantFuture
+    for dir in ["Sources", "Suites"] {
+        let root = repositoryRoot.appendingPathComponent(dir)
+        for case let file as URL in FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.contentModificationDateKey]) ?? .init() {
+            newest = max(newest, modified(file) ?? .distantFuture)
+        }
+    }
+    return newest <= built ? release.path : debug.path
 }()
