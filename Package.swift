@@ -30,9 +30,11 @@ let package = Package(
         .target(name: "GuestKit", dependencies: ["KVMKit", "X86Asm"]),
         // Child-process spawning with a deadline, for per-check isolation.
         .target(name: "CProcess"),
+        // The suite registry's two C accessors (the linker section suites register in).
+        .target(name: "CSuiteRegistry"),
         // The check core: model, registry, context, requirements, selection, the isolated runner
         // and its child, host-setting safety, expectations, and the reporter interface.
-        .target(name: "CheckKit", dependencies: ["KVMKit", "GuestKit", "CLibcap", "CProcess", "MutantIDs"]),
+        .target(name: "CheckKit", dependencies: ["KVMKit", "GuestKit", "CLibcap", "CProcess", "CSuiteRegistry", "MutantIDs"]),
         // One reporter per format (TAP, KTAP, JUnit, JSON) and the checked report files.
         .target(name: "Reporting", dependencies: ["CheckKit", "KVMKit"]),
         // Series manifests, the patch/mbox reader, and `kvmcheck plan`.

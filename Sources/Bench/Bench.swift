@@ -4,6 +4,7 @@ import Glibc
 import GuestKit
 import KernelDoubles
 import KVMKit
+import Suites
 import X86Asm
 
 /// `kvmcheck bench`: what a debugger pays per debug event for each way of getting vCPU state
@@ -45,6 +46,7 @@ public struct BenchResult: Sendable, Codable, Equatable {
 
 /// One way of handling an exit, measured as a batch.
 struct BenchVariant {
+
     let name: String
     let level: GuestCPL
     var kind = "real"
@@ -54,6 +56,18 @@ struct BenchVariant {
     var prepare: (KVMSystem) throws -> Guest
     /// One batch of `count` exits.
     var batch: (Guest, Int) throws -> Void
+}
+
+extension BenchVariant {
+    /// The same batch run through the test-only model of an unmerged uAPI this kernel lacks, labelled so.
+    func simulated(by model: String, numbers: [String: Int]) -> BenchVariant {
+        var v = self
+        v.kind = "simulated"
+        v.detail = "\(model) model: its cost is a userspace KVM_GET_SREGS, not the patch's"
+        let inner = batch
+        v.batch = { g, n in try Bench.withModel([model], numbers: numbers) { try inner(g, n) } }
+        return v
+    }
 }
 
 public enum Bench {
@@ -94,9 +108,10 @@ public enum Bench {
 
     static func variants(_ plan: BenchPlan, _ kvm: KVMSystem) -> [BenchVariant] {
         var all: [BenchVariant] = []
-        let cr3Cap = plan.settings.debugCR3Capability
-        let cr3Real = cr3Cap.map { ((try? kvm.checkExtension(raw: $0, name: CheckSettings.debugCR3CapabilityName)) ?? 0) != 0 } ?? false
-        let conditionalReal = conditionalSyncAccepted(kvm)
+        // The suites' own probes decide whether the kernel has each unmerged uAPI.
+        let cr3Real = ((try? debugCR3Advertised(kvm, plan.settings))??.value ?? 0) != 0
+        let conditionalReal = bit63Behaviour(kvm) == .conditional
+        let numbers = plan.settings.proposedCapabilities.numbers
         for level in plan.levels {
             let step = "single-step exit"
             all.append(BenchVariant(name: "io exit (out)", level: level, baseline: nil, prepare: { try loopGuest($0, level, options: portIOOptions) { a in a.out(0x80, .al) } },
@@ -116,17 +131,11 @@ public enum Bench {
                                         g.vcpu.syncValidRegs = (SyncRegSet.regs.rawValue | SyncRegSet.sregs.rawValue)
                                         return g
                                     }, batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.syncedSregs.cr3 } }))
-            var cr3 = BenchVariant(name: "step + cr3 in the exit (proposed)", level: level, baseline: step,
+            let cr3 = BenchVariant(name: "step + cr3 in the exit (proposed)", level: level, baseline: step,
                                    prepare: { try stepGuest($0, level) },
                                    batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.debugExitCR3Slot } })
-            if !cr3Real {
-                cr3.kind = "simulated"
-                cr3.detail = "debug-cr3 model: its cost is a userspace KVM_GET_SREGS, not the patch's"
-                let inner = cr3.batch
-                cr3.batch = { g, n in try withModel([.debugCR3], cap: cr3Cap ?? 0) { try inner(g, n) } }
-            }
-            all.append(cr3)
-            var conditional = BenchVariant(name: "step + conditional sync (bit 63, DEBUG marked)", level: level, baseline: step,
+            all.append(cr3Real ? cr3 : cr3.simulated(by: "debug-cr3", numbers: numbers))
+            let conditional = BenchVariant(name: "step + conditional sync (bit 63, DEBUG marked)", level: level, baseline: step,
                                            prepare: { kvm in
                                                let g = try stepGuest(kvm, level)
                                                var bitmap = [UInt64](repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
@@ -135,13 +144,7 @@ public enum Bench {
                                                g.vcpu.syncValidRegs = SyncRegSet.sregs.rawValue | SyncRegSet.conditional.rawValue
                                                return g
                                            }, batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.syncedSregs.cr3 } })
-            if !conditionalReal {
-                conditional.kind = "simulated"
-                conditional.detail = "conditional-sync model: its cost is a userspace KVM_GET_SREGS, not the patch's"
-                let inner = conditional.batch
-                conditional.batch = { g, n in try withModel([.conditionalSync], cap: nil) { try inner(g, n) } }
-            }
-            all.append(conditional)
+            all.append(conditionalReal ? conditional : conditional.simulated(by: "conditional-sync", numbers: numbers))
             // The harness's own overhead: the same plain step loop, C reference vs the Swift layer.
             all.append(BenchVariant(name: "overhead: C reference loop (step)", level: level, baseline: nil, prepare: { try stepGuest($0, level) },
                                     batch: { try $0.vcpu.runCReferenceLoop(count: $1, expecting: stepReason) }))
@@ -152,20 +155,11 @@ public enum Bench {
         return all
     }
 
-    static func withModel<R>(_ models: [ModelID], cap: Int?, _ body: () throws -> R) throws -> R {
-        KernelDoubles.debugCR3Capability = cap
-        try KernelDoubles.activate(models.map(\.rawValue))
+    static func withModel<R>(_ names: [String], numbers: [String: Int], _ body: () throws -> R) throws -> R {
+        KernelDoubles.proposedCapabilities = numbers
+        try KernelDoubles.activate(names)
         defer { try? KernelDoubles.activate([]) }
         return try body()
-    }
-
-    static func conditionalSyncAccepted(_ kvm: KVMSystem) -> Bool {
-        guard let g = try? Guest(system: kvm, cpl: .cpl0, code: { a in a.ucallDone() }) else { return false }
-        g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
-        g.vcpu.saveRegsOnExitBitmap = Array(repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
-        g.vcpu.poisonSyncRegs(0xA5)
-        // Accepted *and* honoured: with nothing marked, nothing may be copied (some kernels accept and ignore bit 63).
-        return g.vcpu.runOnce() == nil && uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == 0xA5 }
     }
 
     static func now() -> UInt64 {
@@ -238,14 +232,8 @@ public enum Bench {
             let note = r.kind == "real" ? (r.baseline.map { "vs \($0)" } ?? "baseline") : "\(r.kind.uppercased()): \(r.detail)"
             rows.append([r.level, r.variant, f(s?.min), f(s?.median), f(s?.p90), ratio, note])
         }
-        let widths = (0..<rows[0].count - 1).map { c in rows.map { $0[c].count }.max() ?? 0 }
         return ["\(plan.iterations) exits per batch x \(plan.repeats) repeats, interleaved; ns per exit (min/median/p90 of batch means); ratio: median of per-repeat paired ratios ± half their IQR"]
-            + rows.map { row in
-                row.enumerated().map { c, cell in
-                    c == row.count - 1 ? cell : (c >= 2 && c <= 5 ? String(repeating: " ", count: widths[c] - cell.count) + cell
-                                                                 : cell + String(repeating: " ", count: widths[c] - cell.count))
-                }.joined(separator: "  ")
-            }
+            + alignedColumns(rows, rightAligned: [2, 3, 4, 5])
     }
 
     static func format2(_ v: Double) -> String {

@@ -259,16 +259,3 @@ void cproc_ensure_standard_fds(void) {
             close(n);
     }
 }
-
-/* ---- suite registry: entries that suites place in the kvmcheck_suites section ---- */
-typedef void *(*suite_entry)(void);
-extern suite_entry __start_kvmcheck_suites[] __attribute__((weak));
-extern suite_entry __stop_kvmcheck_suites[] __attribute__((weak));
-
-long ckvm_registered_suite_count(void) {
-    if (!__start_kvmcheck_suites || !__stop_kvmcheck_suites)
-        return 0;
-    return __stop_kvmcheck_suites - __start_kvmcheck_suites;
-}
-
-suite_entry ckvm_registered_suite(long index) { return __start_kvmcheck_suites[index]; }

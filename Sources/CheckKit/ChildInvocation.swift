@@ -1,5 +1,5 @@
 /// The command line of one check child: `__check ID --device=PATH --parent=PID --deadline=S
-/// [--debug-cr3-cap=N] [--debug-cr3-cap-source=TEXT]`.
+/// [--caps=JSON]`, the last carrying every proposed capability number with its source.
 ///
 /// The runner always passes explicit settings, so the child parses these few arguments by hand
 /// (no argument-parser start-up, no manifest reading).  Every value is joined to its option
@@ -20,8 +20,7 @@ public struct ChildInvocation: Equatable, Sendable {
     /// The arguments after the executable's path.
     public var arguments: [String] {
         var args = [Self.command, id, "--device=\(settings.devicePath)", "--parent=\(parentPID)", "--deadline=\(deadlineSeconds)"]
-        if let cap = settings.debugCR3Capability { args.append("--debug-cr3-cap=\(cap)") }
-        if let source = settings.debugCR3CapabilitySource { args.append("--debug-cr3-cap-source=\(source)") }
+        if !settings.proposedCapabilities.isEmpty { args.append("--caps=\(settings.proposedCapabilities.childArgument)") }
         return args
     }
 
@@ -43,10 +42,10 @@ public struct ChildInvocation: Equatable, Sendable {
             case "--device": settings.devicePath = value
             case "--parent": parent = Int32(value)
             case "--deadline": deadline = Int(value)
-            case "--debug-cr3-cap":
-                guard let n = Int(value), n > 0 else { return .failure(ChildArgumentError("\(command): bad --debug-cr3-cap '\(value)'")) }
-                settings.debugCR3Capability = n
-            case "--debug-cr3-cap-source": settings.debugCR3CapabilitySource = value
+            case "--caps":
+                do { settings.proposedCapabilities = try ProposedCapabilities(childArgument: value) } catch {
+                    return .failure(ChildArgumentError("\(command): \(error)"))
+                }
             default: return .failure(ChildArgumentError("\(command): unknown option '\(argument)'"))
             }
         }

@@ -6,12 +6,8 @@ import SystemPackage
 /// Settings that reach every check (from the command line).
 public struct CheckSettings: Sendable, Equatable {
     public var devicePath: String = "/dev/kvm"
-    /// KVM_CAP_X86_GUEST_DEBUG_CR3's number on the kernel under test; nil = not configured.
-    public var debugCR3Capability: Int?
-    /// Where that number came from ("--debug-cr3-cap", or the manifest that assigns it).
-    public var debugCR3CapabilitySource: String?
-    /// The capability's name (unmerged, so defined by no header).
-    public static let debugCR3CapabilityName = "KVM_CAP_X86_GUEST_DEBUG_CR3"
+    /// Numbers of unmerged capabilities on the kernel under test, and where each came from.
+    public var proposedCapabilities = ProposedCapabilities()
     public init() {}
 }
 

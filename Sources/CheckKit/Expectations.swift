@@ -6,7 +6,7 @@
 ///
 ///     # kvm_pvm 6.18 on AMD
 ///     guest-debug/hw_write_watchpoint_lengths/*   xfail  data watchpoints never fire on kvm_pvm
-///     debug-cr3/*                                  skip   cap unmerged
+///     some-series/*                                skip   its cap is unmerged
 public struct Expectations: Sendable, Equatable {
     public enum Kind: String, Sendable, Equatable { case xfail, skip }
 

@@ -1,4 +1,4 @@
-import CProcess
+import CSuiteRegistry
 
 /// Entry point a suite places in the `kvmcheck_suites` section (see Suites/README.md).
 public typealias SuiteEntryPoint = @convention(c) () -> UnsafeMutableRawPointer
@@ -17,8 +17,8 @@ final class SuiteBox {
 /// by placing an entry in a linker section, so a new series is a new folder only.
 public enum SuiteRegistry {
     public static func all(includeHidden: Bool = false) -> [Suite] {
-        let suites = (0..<ckvm_registered_suite_count()).compactMap { i -> Suite? in
-            guard let entry = ckvm_registered_suite(i), let box = entry() else { return nil }
+        let suites = (0..<suite_registry_count()).compactMap { i -> Suite? in
+            guard let entry = suite_registry_entry(i), let box = entry() else { return nil }
             return Unmanaged<SuiteBox>.fromOpaque(box).takeRetainedValue().suite
         }
         return suites.filter { includeHidden || !$0.name.hasPrefix("_") }.sorted { $0.name < $1.name }

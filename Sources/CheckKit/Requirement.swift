@@ -10,18 +10,26 @@ public struct Requirement: Sendable {
 
     /// The same, for a requirement that depends on the run's settings (a configured cap number).
     let unmetWithSettings: (@Sendable (KVMSystem, CheckSettings) -> String?)?
+    /// The unmerged capability this requires (see `proposedCapability(_:)`), so `--cap` can
+    /// tell a name some check needs from a typo.
+    public let proposedCapability: String?
 
     public init(_ summary: String, unmetReason: @escaping @Sendable (KVMSystem) -> String?) {
-        self.summary = summary; self.unmetReason = unmetReason; self.unmetWithSettings = nil
+        self.summary = summary; self.unmetReason = unmetReason; self.unmetWithSettings = nil; self.proposedCapability = nil
     }
 
-    /// A requirement judged with the run's settings (e.g. a capability whose number is configured).
+    /// A requirement judged with the run's settings.
     public static func configured(_ summary: String, _ body: @escaping @Sendable (KVMSystem, CheckSettings) -> String?) -> Requirement {
-        Requirement(summary: summary, body)
+        Requirement(summary: summary, proposedCapability: nil, body)
     }
 
-    private init(summary: String, _ body: @escaping @Sendable (KVMSystem, CheckSettings) -> String?) {
+    init(proposedCapability name: String, _ body: @escaping @Sendable (KVMSystem, CheckSettings) -> String?) {
+        self.init(summary: name, proposedCapability: name, body)
+    }
+
+    private init(summary: String, proposedCapability: String?, _ body: @escaping @Sendable (KVMSystem, CheckSettings) -> String?) {
         self.summary = summary; self.unmetReason = { _ in nil }; self.unmetWithSettings = body
+        self.proposedCapability = proposedCapability
     }
 
     /// nil when met; otherwise the skip reason.  Requirements are judged before preconditions:

@@ -50,24 +50,11 @@ public enum TextInput {
         if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
             throw TextInputError(path: name, reason: "is a directory")
         }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN { // a non-blocking stdin with nothing yet: wait for it
-                    var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-                    _ = poll(&p, 1, -1)
-                    continue
-                }
-                throw TextInputError(path: name, reason: errnoText())
-            }
-            if n == 0 { return bytes }
-            guard bytes.count + n <= limit else {
-                throw TextInputError(path: name, reason: "larger than \(limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit) bytes"); kvmcheck reads at most that much")
-            }
-            bytes += chunk[..<n]
+        switch readToEnd(fd, limit: limit) {
+        case .success(let bytes): return bytes
+        case .failure(.failed(let e)): throw TextInputError(path: name, reason: "\(e.symbolicName) (\(e.message))")
+        case .failure(.tooLarge(let limit)):
+            throw TextInputError(path: name, reason: "larger than \(limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit) bytes"); kvmcheck reads at most that much")
         }
     }
 

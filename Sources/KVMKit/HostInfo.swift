@@ -52,25 +52,6 @@ public struct HostInfo: Sendable, Equatable {
     }
 }
 
-/// Small file helpers without Foundation.
-public func readText(_ path: String) -> String? {
-    guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly) else { return nil }
-    defer { try? fd.close() }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        guard let n = try? chunk.withUnsafeMutableBytes({ try fd.read(into: $0) }), n > 0 else { break }
-        bytes += chunk.prefix(n)
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-public func isDirectory(_ path: String) -> Bool {
-    guard let fd = try? FileDescriptor.open(FilePath(path), .readOnly, options: [.directory]) else { return false }
-    try? fd.close()
-    return true
-}
-
 extension String {
     var trimmedLine: String {
         var s = Substring(self)

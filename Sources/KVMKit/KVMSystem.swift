@@ -33,7 +33,7 @@ public final class KVMSystem {
         try checkExtension(raw: cap.rawValue, name: cap.name)
     }
 
-    /// For caps without a fixed number yet (e.g. a proposed KVM_CAP_X86_GUEST_DEBUG_CR3).
+    /// For caps without a fixed number yet (unmerged: the run configures the number; see CheckKit's ProposedCapabilities).
     public func checkExtension(raw: Int, name: String) throws(KVMError) -> Int {
         try checked(ckvm_check_extension(fd.rawValue, raw), "KVM_CHECK_EXTENSION(\(name))")
     }

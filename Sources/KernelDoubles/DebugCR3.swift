@@ -13,7 +13,7 @@ extension KernelDoubles {
     static let debugCR3Model = KernelDouble.model(
         .debugCR3, "KVM_CAP_X86_GUEST_DEBUG_CR3 (at the run's configured number) and kvm_debug_exit_arch.cr3 = the vCPU's CR3 on every KVM_EXIT_DEBUG"
     ) { call, forward in
-        if call.request == CKVM_REQ_CHECK_EXTENSION, let cap = KernelDoubles.debugCR3Capability, call.capability == cap {
+        if call.request == CKVM_REQ_CHECK_EXTENSION, let cap = KernelDoubles.proposedCapabilities["KVM_CAP_X86_GUEST_DEBUG_CR3"], call.capability == cap {
             return 1
         }
         let r = forward(call)

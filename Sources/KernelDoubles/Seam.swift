@@ -80,8 +80,8 @@ public struct KernelDouble: Sendable {
 
 public enum KernelDoubles {
     nonisolated(unsafe) private(set) static var active: [KernelDouble] = []
-    /// The capability number the CR3 model advertises (the run's configured number).
-    nonisolated(unsafe) public static var debugCR3Capability: Int?
+    /// The run's numbers for unmerged capabilities (name → number), which models advertise.
+    nonisolated(unsafe) public static var proposedCapabilities: [String: Int] = [:]
 
     public static var activeNames: [String] { active.map(\.name) }
     static func isActive(_ id: MutantID) -> Bool { active.contains { $0.mutant == id } }

@@ -11,7 +11,7 @@ import KVMKit
 ///     - **link**: https://lore.kernel.org/…
 ///     - **status**: merged, Linux 5.15
 ///     - **suites**: blockirq, guest-debug, later-suite (planned)
-///     - **capability**: KVM_CAP_X86_GUEST_DEBUG_CR3 = 245 (optional, repeatable; for unmerged caps)
+///     - **capability**: KVM_CAP_FOO = 250 (optional, repeatable; for unmerged caps: see ProposedCapabilities)
 ///     ## uAPI symbols
 ///     - `KVM_GUESTDBG_BLOCKIRQ` — what it is
 ///     ## Kernel code
@@ -107,6 +107,9 @@ public struct SeriesManifest: Sendable, Equatable {
                 guard sides.count == 2, sides[0].hasPrefix("KVM_CAP_"), let number = Int(digits), number > 0 else {
                     throw ManifestError(file: file, line: n, reason: "capability must read 'KVM_CAP_NAME = NUMBER', got \(messageQuoted(value))")
                 }
+                if let earlier = m.capabilities[sides[0]], earlier != number {
+                    throw ManifestError(file: file, line: n, reason: "\(sides[0]) is already \(earlier) above: one number per capability")
+                }
                 m.capabilities[sides[0]] = number
             default: break
             }
@@ -139,13 +142,10 @@ public struct SeriesManifest: Sendable, Equatable {
 
     /// Every `*.md` manifest in `directory`, sorted by series name.
     public static func loadAll(from directory: String) throws(ManifestError) -> [SeriesManifest] {
-        guard let dir = opendir(directory) else { throw ManifestError(file: directory, line: nil, reason: "cannot read the directory") }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".md") && name != "README.md" { names.append(String(name.dropLast(3))) }
+        let names: [String]
+        do { names = try directoryEntries(directory).filter { $0.hasSuffix(".md") && $0 != "README.md" }.map { String($0.dropLast(3)) } } catch {
+            throw ManifestError(file: directory, line: nil, reason: "cannot read the directory (\(error.symbolicName))")
         }
-        closedir(dir)
         var manifests: [SeriesManifest] = []
         for name in names.sorted() { manifests.append(try load(series: name, from: directory)) }
         return manifests
@@ -181,6 +181,3 @@ public struct SeriesManifest: Sendable, Equatable {
         return nil
     }
 }
-
-/// A regular file's text, or nil (see `TextInput`: never a FIFO or device, never unbounded).
-func readTextFile(_ path: String) -> String? { try? TextInput.read(path, allowStdin: false) }

@@ -41,17 +41,13 @@ public func loadSeries(at path: String) throws(PlanError) -> [(name: String, tex
         do { return try TextInput.read(file) } catch { throw PlanError(error.description) }
     }
     var files: [(String, String)] = []
-    var st = stat()
-    if path != "-", !path.isEmpty, stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
-        guard let dir = opendir(path) else { throw PlanError("\(messageSafe(path)): cannot read the directory (\(TextInput.errnoText()))") }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".patch") || name.hasSuffix(".diff") { names.append(name) }
+    if path != "-", !path.isEmpty, isDirectory(path) {
+        let names: [String]
+        do { names = try directoryEntries(path).filter { $0.hasSuffix(".patch") || $0.hasSuffix(".diff") } } catch {
+            throw PlanError("\(messageSafe(path)): cannot read the directory (\(error.symbolicName) (\(error.message)))")
         }
-        closedir(dir)
         guard !names.isEmpty else { throw PlanError("\(messageSafe(path)): no .patch files (expected `git format-patch` output)") }
-        for name in names.sorted() { files.append((name, try read(path + "/" + name))) }
+        for name in names { files.append((name, try read(path + "/" + name))) }
     } else {
         let text = try read(path)
         files.append((path == "-" ? TextInput.stdinName : path.split(separator: "/").last.map(String.init) ?? path, text))

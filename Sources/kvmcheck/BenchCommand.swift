@@ -1,4 +1,4 @@
-// `kvmcheck bench` and its callgrind helper `__bench-loop`.
+// `kvmcheck bench`, and its callgrind runner (which runs `__bench-loop`).
 import ArgumentParser
 import Bench
 import CheckKit
@@ -99,7 +99,7 @@ struct BenchCommand: ParsableCommand {
             let out = work + "/callgrind-\(kind)-\(count)"
             let status = spawnAndWait(valgrind, ["--tool=callgrind", "--callgrind-out-file=\(out)", binary,
                                                  "__bench-loop", kind, String(count), "--device=\(device.device)"])
-            guard status == 0, let text = try? String(decoding: Data(contentsOf: URL(fileURLWithPath: out)), as: UTF8.self) else { return nil }
+            guard status == 0, let text = readText(out, limit: 64 << 20) else { return nil }
             let summary = text.split(separator: "\n").first { $0.hasPrefix("summary:") || $0.hasPrefix("totals:") }
             return summary.flatMap { Double($0.split(separator: " ").last ?? "") }
         }
@@ -142,23 +142,4 @@ func spawnAndWait(_ path: String, _ args: [String]) -> Int32 {
     var status: Int32 = 0
     waitpid(pid, &status, 0)
     return (status & 0x7f) == 0 ? (status >> 8) & 0xff : -1
-}
-
-/// `kvmcheck __bench-loop c|swift N`: N single-step exits at CPL0 in one loop (for callgrind).
-struct BenchLoop: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "__bench-loop", shouldDisplay: false)
-    @Argument var kind: String
-    @Argument var count: Int
-    @OptionGroup var device: DeviceOptions
-
-    func run() throws {
-        do {
-            let g = try Guest(system: try KVMSystem(path: device.device), cpl: .cpl0) { a in
-                a.label("loop"); for _ in 0..<8 { a.nop() }; a.jmp("loop")
-            }
-            try g.vcpu.setGuestDebug([.enable, .singleStep])
-            if kind == "c" { try g.vcpu.runCReferenceLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG)) }
-            else { try g.vcpu.runSwiftLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG)) }
-        } catch { fail("\(error)", code: 1) }
-    }
 }

@@ -32,6 +32,7 @@ struct Caps: ParsableCommand {
             finish(4)
         }
         if let doubles = activateKernelDoubles(settings) { header.append(doubles) }
+        header += settings.proposedCapabilities.notes
         if format == .text { header.forEach(emit) }
         let features = SuiteRegistry.all().flatMap { suite in suite.features.map { (suite.name, $0) } }
         // One row per uAPI and level, decided by the checks whose subject it is (run in-process
@@ -55,7 +56,7 @@ struct Caps: ParsableCommand {
         let statusWidth = rows.map(\.status.count).max() ?? 0
         for r in rows {
             let level = r.cpl.map { "CPL\($0)" } ?? "-"
-            emit(r.status.padding(to: statusWidth) + "  \(r.uapi)  \(level)  [\(r.suite)]")
+            emit(r.status.padded(to: statusWidth) + "  \(r.uapi)  \(level)  [\(r.suite)]")
             wrapped("\(r.cap) (\(r.advertisedBy))", first: "    advertised: ", indent: "      ").forEach(emit)
             wrapped(r.decidedBy, first: "    decided by: ", indent: "      ").forEach(emit)
             if !r.detail.isEmpty { wrapped(r.detail, first: "    ", indent: "      ").forEach(emit) }

@@ -39,51 +39,78 @@ struct DeviceOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "KVM device to open.")
     var device = "/dev/kvm"
 
-    @Option(name: .customLong("debug-cr3-cap"), parsing: .unconditional,
-            help: "KVM_CAP_X86_GUEST_DEBUG_CR3's number on the kernel under test (unmerged; no fixed number).")
-    var debugCR3Cap: Int?
+    @Option(name: .customLong("cap"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("An unmerged capability's number on the kernel under test (over its manifest's); may be repeated.",
+                               valueName: "NAME=N"))
+    var caps: [String] = []
 
-    func validate() throws {
-        if let debugCR3Cap, debugCR3Cap <= 0 { throw ValidationError("--debug-cr3-cap must be a capability number above 0, not \(debugCR3Cap)") }
-        if device.isEmpty { throw ValidationError("--device: empty path") }
-    }
+    @Option(name: .customLong("debug-cr3-cap"), parsing: .unconditional,
+            help: ArgumentHelp("Alias for --cap \(Self.debugCR3AliasName)=N.", valueName: "N"))
+    var debugCR3Cap: Int?
+    static let debugCR3AliasName = "KVM_CAP_X86_GUEST_DEBUG_CR3"
 
     @Option(help: "Directory of series manifests (default: $KVMCHECK_PATCHES, or the patches/ of this checkout).")
     var patches: String?
 
-    /// Settings for checks: the CR3 cap number from the flag, else from the manifest that assigns it.
-    /// A malformed manifest is bad input: thrown as a usage error (one line, exit 2) before anything runs.
+    func validate() throws {
+        if device.isEmpty { throw ValidationError("--device: empty path") }
+        _ = try givenCapabilities()
+    }
+
+    /// The numbers given with --cap (and its alias): each NAME=N with N above 0, each name one
+    /// some check requires, one number per name.
+    func givenCapabilities() throws(ValidationError) -> ProposedCapabilities {
+        var given: [(name: String, number: Int, source: String)] = []
+        do {
+            for text in caps { let (name, number) = try ProposedCapabilities.parseAssignment(text); given.append((name, number, "--cap")) }
+        } catch { throw ValidationError(error.description) }
+        if let debugCR3Cap {
+            guard debugCR3Cap > 0 else { throw ValidationError("--debug-cr3-cap must be a capability number above 0, not \(debugCR3Cap)") }
+            given.append((Self.debugCR3AliasName, debugCR3Cap, "--debug-cr3-cap"))
+        }
+        guard !given.isEmpty else { return ProposedCapabilities() }
+        let known = ProposedCapabilities.required(by: SuiteRegistry.all(includeHidden: true)).keys.sorted()
+        var result = ProposedCapabilities()
+        for g in given {
+            guard known.contains(g.name) else {
+                throw ValidationError("--cap \(messageQuoted(g.name)): no check requires it (known: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+            }
+            do { try result.assign(g.name, g.number, source: g.source) } catch { throw ValidationError("--cap: \(error)") }
+        }
+        return result
+    }
+
+    /// Settings for checks: each proposed capability's number from the command line, else from
+    /// the manifest that assigns it.  A malformed manifest, or two manifests giving one
+    /// capability two numbers, is bad input: a usage error (one line, exit 2) before anything runs.
     func resolvedSettings() throws(ValidationError) -> CheckSettings {
         var s = CheckSettings()
         s.devicePath = device
-        if let debugCR3Cap {
-            s.debugCR3Capability = debugCR3Cap
-            s.debugCR3CapabilitySource = "--debug-cr3-cap"
-        } else if let found = try manifestCapability(CheckSettings.debugCR3CapabilityName) {
-            s.debugCR3Capability = found.number
-            s.debugCR3CapabilitySource = found.source
-        }
+        s.proposedCapabilities = try givenCapabilities().filling(from: try manifestCapabilities())
         return s
     }
 
-    func manifestCapability(_ name: String) throws(ValidationError) -> (number: Int, source: String)? {
+    func manifestCapabilities() throws(ValidationError) -> ProposedCapabilities {
         let located: String?
         do { located = try SeriesManifest.locateDirectory(explicit: patches, executable: selfExecutable()) } catch {
             throw ValidationError("\(error)")
         }
         guard let dir = located else {
             if patches != nil { throw ValidationError("--patches: no such directory") }
-            return nil
+            return ProposedCapabilities()
         }
+        var found = ProposedCapabilities()
         // Only the series of suites people run: hidden test-only suites have no manifest.
         for series in Set(SuiteRegistry.all().map(\.series)).sorted() {
             let manifest: SeriesManifest
             do { manifest = try SeriesManifest.load(series: series, from: dir) } catch {
                 throw ValidationError("malformed series manifest: \(error)")
             }
-            if let number = manifest.capabilities[name] { return (number, "patches/\(series).md") }
+            for (name, number) in manifest.capabilities.sorted(by: { $0.key < $1.key }) {
+                do { try found.assign(name, number, source: "patches/\(series).md") } catch { throw ValidationError("series manifests: \(error)") }
+            }
         }
-        return nil
+        return found
     }
 }
 
@@ -110,6 +137,8 @@ struct SelectionOptions: ParsableArguments {
 
     @Option(help: "Privilege level(s) for guest payloads: 0, 3 or both.")
     var cpl: LevelChoice = .both
+
+    func validate() throws { _ = try selection() }
 
     /// Repeated options add up (`--suite a --suite b` is `--suite a,b`).  A list given but naming
     /// nothing (`--suite ''`, an empty `$SUITES` in CI) is a usage error, not "all".

@@ -43,10 +43,6 @@ func selfExecutable() -> String {
     return n > 0 ? String(decoding: buffer.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
 }
 
-extension String {
-    func padding(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
-}
-
 /// Lines no wider than `width`: `first` starts the first line, `indent` the others; words are
 /// kept whole (a word longer than a line gets a line of its own).
 func wrapped(_ text: String, first: String, indent: String, width: Int = 120) -> [String] {

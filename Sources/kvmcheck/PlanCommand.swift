@@ -50,7 +50,7 @@ struct PlanCommand: ParsableCommand {
         } else {
             emit("uAPI added or changed:")
             let width = plan.changes.map(\.symbol.count).max() ?? 0
-            for c in plan.changes { emit("  \(c.symbol.padding(to: width))  \(c.kind.rawValue) in \(c.file) (\(c.patch))") }
+            for c in plan.changes { emit("  \(c.symbol.padded(to: width))  \(c.kind.rawValue) in \(c.file) (\(c.patch))") }
         }
         if !plan.covered.isEmpty {
             emit("covered:")

@@ -110,9 +110,7 @@ struct Run: ParsableCommand {
         // Host settings an earlier run changed and never put back (it was killed): restore them first.
         header.notes += HostRestore.applyOrphaned().map { "earlier run: \($0)" }
         if !expectations.entries.isEmpty { header.notes.append("expectations: \(TextInput.displayName(expectFile!)) (\(expectations.entries.count) entries)") }
-        if let cap = settings.debugCR3Capability {
-            header.notes.append("\(CheckSettings.debugCR3CapabilityName) taken as \(cap) (\(settings.debugCR3CapabilitySource ?? "?"))")
-        }
+        header.notes += settings.proposedCapabilities.notes
         let runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout,
                             expectations: expectations, jobs: jobs ?? Runner.onlineCores)
         let summary = runner.run(plan, header: header, reporter: reporter)
@@ -171,7 +169,7 @@ func activateKernelDoubles(_ settings: CheckSettings) -> String? {
             fail("mutant '\(name)' perverts the '\(model.rawValue)' model: set KVMCHECK_MODEL=\(model.rawValue) too")
         }
     }
-    KernelDoubles.debugCR3Capability = settings.debugCR3Capability
+    KernelDoubles.proposedCapabilities = settings.proposedCapabilities.numbers
     do { try KernelDoubles.activate(names) } catch { fail("\(error)") }
     let described = names.compactMap(KernelDoubles.named).map { "\($0.kind) \($0.name)" }
     return "KERNEL DOUBLES ACTIVE (test-only; results describe them, not this kernel): " + described.joined(separator: ", ")

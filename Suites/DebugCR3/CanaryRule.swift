@@ -46,7 +46,7 @@ func judgeCR3Slot(_ finding: CR3SlotFinding, advertised: Bool?) -> (consistent: 
     case (.filled, false?):
         return (false, "the kernel fills cr3 but does not advertise the configured cap number (wrong number?)")
     case (.filled, nil):
-        return (false, "the kernel fills cr3, but no cap number is configured to check it against (pass --debug-cr3-cap)")
+        return (false, "the kernel fills cr3, but no cap number is configured to check it against (pass --cap \(debugCR3Capability)=N)")
     case (.overwritten, true?):
         return (false, "cap advertised, but cr3 does not match KVM_GET_SREGS.cr3")
     case (.overwritten, _):

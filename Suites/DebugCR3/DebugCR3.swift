@@ -6,12 +6,14 @@ import X86Asm
 
 // "KVM: x86: Add CR3 to guest debug info" (seed 000, unmerged): every KVM_EXIT_DEBUG carries
 // the vCPU's CR3 after dr7, advertised by KVM_CAP_X86_GUEST_DEBUG_CR3, whose number is not
-// fixed (the RFC's 245 is taken upstream) and so comes from --debug-cr3-cap or patches/.
+// fixed (the RFC's 245 is taken upstream) and so comes from --cap or patches/.
 
 @section("kvmcheck_suites") @used
 let debugCR3Entry: SuiteEntryPoint = { registerSuite(debugCR3Suite) }
 
-let cr3UAPI = ["KVM_CAP_X86_GUEST_DEBUG_CR3", "kvm_debug_exit_arch.cr3", "KVM_EXIT_DEBUG"]
+/// The series' capability: unmerged, so its number is configured (see ProposedCapabilities).
+let debugCR3Capability = "KVM_CAP_X86_GUEST_DEBUG_CR3"
+let cr3UAPI = [debugCR3Capability, "kvm_debug_exit_arch.cr3", "KVM_EXIT_DEBUG"]
 /// Each check's two "processes": identity maps at roots no other check (and not the
 /// environment's default root) uses, so a CR3 left over from elsewhere cannot match.
 struct CR3Roots {
@@ -47,98 +49,20 @@ let debugCR3Suite = Suite(
                          expected: advertised?.value != 0 && advertised != nil ? "CR3 0x\(String(cr3, radix: 16))" : "canary intact (cap not advertised)",
                          observed: "\(finding)")
         },
-        Check("cr3_on_single_step_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_SINGLESTEP"],
-              requires: [needsGuestDebug, needsDebugCR3],
-              preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
-            try requireDebugCR3(t)
-            let roots = CR3Roots(check: 1)
-            let g = try twoProcessGuest(t, roots)
-            try g.vcpu.setGuestDebug([.enable, .singleStep])
-            var seenRoots: Set<UInt64> = []
-            for step in 1...8 {
-                if t.cpl == .cpl3 && step == 4 { try g.setCR3(roots.second) } // the "scheduler" switches process
-                let stop = try stopWithCanary(g)
-                let payload = GuestLayout.code..<GuestLayout.code + UInt64(g.program.bytes.count)
-                try t.expect(payload.contains(stop.exit.pc), "single-step stop \(step): kvm_debug_exit_arch.pc",
-                             expected: "inside the stepped payload", observed: g.describe(address: stop.exit.pc))
-                let expected = t.cpl == .cpl3 ? (step >= 4 ? roots.second : roots.boot) : rootLoaded(at: stop.exit.pc, in: g, roots)
-                try expectCR3(t, g, stop, root: expected, "single-step stop \(step)")
-                seenRoots.insert(expected)
-                if stop.exit.pc == g.address("end") { break }
-            }
-            try t.expectEqual(seenRoots.count, 2, "distinct roots seen across the steps (both processes)")
-        },
-        Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug, needsDebugCR3],
-              preconditions: [CheckRef("guest-debug", hwExecuteBreakpointCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
-            try requireDebugCR3(t)
-            let roots = CR3Roots(check: 2)
-            let g = try t.guest(roots.options()) { a in a.label("bp"); a.nop(); a.ucallDone() }
-            g.installPageTables(root: roots.second)
-            let dr7 = DR7.fixed | DR7.arming(0, .execute)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
-            for root in [roots.boot, roots.second] {
-                try g.setCR3(root)
-                try g.setRIP(g.address("bp"))
-                try expectCR3(t, g, try stopWithCanary(g), root: root, "DR0 breakpoint with root 0x\(String(root, radix: 16))")
-            }
-        },
-        Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_SW_BP"],
-              requires: [needsGuestDebug, needsDebugCR3],
-              preconditions: [CheckRef("guest-debug", swBreakpointCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
-            try requireDebugCR3(t)
-            let roots = CR3Roots(check: 3)
-            let g = try t.guest(roots.options()) { a in a.label("bp"); a.int3(); a.ucallDone() }
-            g.installPageTables(root: roots.second)
-            try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
-            for root in [roots.boot, roots.second] {
-                try g.setCR3(root)
-                try g.setRIP(g.address("bp"))
-                try expectCR3(t, g, try stopWithCanary(g), root: root, "int3 with root 0x\(String(root, radix: 16))")
-            }
-        },
-        Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE"], requires: [needsGuestDebug, needsDebugCR3],
-              preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
-            try requireDebugCR3(t)
-            guard try t.system.supportedCPUID().contains(where: { $0.function == 1 && $0.ecx & (1 << 17) != 0 }) else {
-                throw Skip("CPUID.01H:ECX.PCID (bit 17) not in KVM_GET_SUPPORTED_CPUID: CR4.PCIDE cannot be set")
-            }
-            var options = GuestOptions()
-            options.extraCR4 = pcide
-            let roots = CR3Roots(check: 4)
-            let g = try t.guest(roots.options(options)) { a in for _ in 0..<4 { a.nop() }; a.ucallDone() }
-            g.installPageTables(root: roots.second)
-            try g.vcpu.setGuestDebug([.enable, .singleStep])
-            for root in [roots.boot | 0x001, roots.second | 0x002] {
-                try g.setCR3(root)
-                try expectCR3(t, g, try stopWithCanary(g), root: root, "single-step with CR3 0x\(String(root, radix: 16)) (PCID \(root & 0xFFF))")
-            }
-        },
+        cr3OnSingleStepCheck,
+        cr3OnHWBreakpointCheck,
+        cr3OnSWBreakpointCheck,
+        cr3KeepsPCIDCheck,
     ])
 
 /// The configured cap number and what KVM_CHECK_EXTENSION says of it; nil when none is configured.
-func debugCR3Advertised(_ kvm: KVMSystem, _ settings: CheckSettings) throws -> (number: Int, value: Int)? {
-    guard let number = settings.debugCR3Capability else { return nil }
-    return (number, try kvm.checkExtension(raw: number, name: CheckSettings.debugCR3CapabilityName))
+public func debugCR3Advertised(_ kvm: KVMSystem, _ settings: CheckSettings) throws -> (number: Int, value: Int)? {
+    try settings.proposedCapability(debugCR3Capability, on: kvm)
 }
 
 /// The configured cap must be advertised: judged before the checks' preconditions, so a
 /// kernel without the series SKIPs for that, not for a behaviour the checks rely on.
-let needsDebugCR3 = Requirement.configured(CheckSettings.debugCR3CapabilityName) { kvm, settings in
-    do {
-        guard let cap = try debugCR3Advertised(kvm, settings) else { return debugCR3Gap(nil, settings) }
-        return cap.value == 0 ? debugCR3Gap(cap.number, settings) : nil
-    } catch { return "\(error)" }
-}
-
-func debugCR3Gap(_ number: Int?, _ settings: CheckSettings) -> String {
-    guard let number else {
-        return "no number configured for \(CheckSettings.debugCR3CapabilityName) (unmerged, no fixed number): "
-            + "pass --debug-cr3-cap N or add a capability line to patches/cr3-debug-exit.md"
-    }
-    return "KVM_CHECK_EXTENSION(\(number)) = 0: \(CheckSettings.debugCR3CapabilityName) absent "
-        + "(number \(number) from \(settings.debugCR3CapabilitySource ?? "settings"))"
-}
+let needsDebugCR3 = Requirement.proposedCapability(debugCR3Capability)
 
 /// Skips, naming the gap exactly, unless the configured cap is advertised.
 func requireDebugCR3(_ t: CheckContext) throws {
@@ -187,16 +111,78 @@ func rootLoaded(at pc: UInt64, in g: Guest, _ roots: CR3Roots) -> UInt64 {
 }
 
 let debugCR3Feature = Feature(
-    CheckSettings.debugCR3CapabilityName, advertisement: "configured cap number (--debug-cr3-cap / patches/)",
-    advertised: { kvm, settings in (try? debugCR3Advertised(kvm, settings))??.value != 0 ? true : (settings.debugCR3Capability == nil ? nil : false) }
-) { kvm, settings in
-    probeGuest(kvm, { a in a.nop(); a.nop(); a.ucallDone() }) { g in
-        try g.vcpu.setGuestDebug([.enable, .singleStep])
+    debugCR3Capability, advertisement: "configured cap number (--cap / patches/)",
+    advertised: { kvm, settings in (try? debugCR3Advertised(kvm, settings))??.value != 0 ? true : (settings.proposedCapabilities[debugCR3Capability] == nil ? nil : false) },
+    decidedBy: [CheckRef("debug-cr3", cr3OnSingleStepCheck), CheckRef("debug-cr3", cr3OnHWBreakpointCheck),
+                CheckRef("debug-cr3", cr3OnSWBreakpointCheck), CheckRef("debug-cr3", cr3KeepsPCIDCheck)])
+
+let cr3OnSingleStepCheck = Check("cr3_on_single_step_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_SINGLESTEP"],
+      requires: [needsGuestDebug, needsDebugCR3],
+      preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
+    try requireDebugCR3(t)
+    let roots = CR3Roots(check: 1)
+    let g = try twoProcessGuest(t, roots)
+    try g.vcpu.setGuestDebug([.enable, .singleStep])
+    var seenRoots: Set<UInt64> = []
+    for step in 1...8 {
+        if t.cpl == .cpl3 && step == 4 { try g.setCR3(roots.second) } // the "scheduler" switches process
         let stop = try stopWithCanary(g)
-        switch CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary(for: g), cr3: try g.vcpu.sregs().cr3) {
-        case .filled: return .works("single-step exit carries KVM_GET_SREGS.cr3")
-        case .untouched: return .absent("cr3 slot not written on a single-step exit (canary intact)")
-        case .overwritten(let v): return .misbehaves("cr3 slot overwritten with 0x\(String(v, radix: 16))")
-        }
+        let payload = GuestLayout.code..<GuestLayout.code + UInt64(g.program.bytes.count)
+        try t.expect(payload.contains(stop.exit.pc), "single-step stop \(step): kvm_debug_exit_arch.pc",
+                     expected: "inside the stepped payload", observed: g.describe(address: stop.exit.pc))
+        let expected = t.cpl == .cpl3 ? (step >= 4 ? roots.second : roots.boot) : rootLoaded(at: stop.exit.pc, in: g, roots)
+        try expectCR3(t, g, stop, root: expected, "single-step stop \(step)")
+        seenRoots.insert(expected)
+        if stop.exit.pc == g.address("end") { break }
+    }
+    try t.expectEqual(seenRoots.count, 2, "distinct roots seen across the steps (both processes)")
+}
+
+let cr3OnHWBreakpointCheck = Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_HW_BP"],
+      requires: [needsGuestDebug, needsDebugCR3],
+      preconditions: [CheckRef("guest-debug", hwExecuteBreakpointCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
+    try requireDebugCR3(t)
+    let roots = CR3Roots(check: 2)
+    let g = try t.guest(roots.options()) { a in a.label("bp"); a.nop(); a.ucallDone() }
+    g.installPageTables(root: roots.second)
+    let dr7 = DR7.fixed | DR7.arming(0, .execute)
+    try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
+    for root in [roots.boot, roots.second] {
+        try g.setCR3(root)
+        try g.setRIP(g.address("bp"))
+        try expectCR3(t, g, try stopWithCanary(g), root: root, "DR0 breakpoint with root 0x\(String(root, radix: 16))")
+    }
+}
+
+let cr3OnSWBreakpointCheck = Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_SW_BP"],
+      requires: [needsGuestDebug, needsDebugCR3],
+      preconditions: [CheckRef("guest-debug", swBreakpointCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
+    try requireDebugCR3(t)
+    let roots = CR3Roots(check: 3)
+    let g = try t.guest(roots.options()) { a in a.label("bp"); a.int3(); a.ucallDone() }
+    g.installPageTables(root: roots.second)
+    try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
+    for root in [roots.boot, roots.second] {
+        try g.setCR3(root)
+        try g.setRIP(g.address("bp"))
+        try expectCR3(t, g, try stopWithCanary(g), root: root, "int3 with root 0x\(String(root, radix: 16))")
+    }
+}
+
+let cr3KeepsPCIDCheck = Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE"], requires: [needsGuestDebug, needsDebugCR3],
+      preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
+    try requireDebugCR3(t)
+    guard try t.system.supportedCPUID().contains(where: { $0.function == 1 && $0.ecx & (1 << 17) != 0 }) else {
+        throw Skip("CPUID.01H:ECX.PCID (bit 17) not in KVM_GET_SUPPORTED_CPUID: CR4.PCIDE cannot be set")
+    }
+    var options = GuestOptions()
+    options.extraCR4 = pcide
+    let roots = CR3Roots(check: 4)
+    let g = try t.guest(roots.options(options)) { a in for _ in 0..<4 { a.nop() }; a.ucallDone() }
+    g.installPageTables(root: roots.second)
+    try g.vcpu.setGuestDebug([.enable, .singleStep])
+    for root in [roots.boot | 0x001, roots.second | 0x002] {
+        try g.setCR3(root)
+        try expectCR3(t, g, try stopWithCanary(g), root: root, "single-step with CR3 0x\(String(root, radix: 16)) (PCID \(root & 0xFFF))")
     }
 }

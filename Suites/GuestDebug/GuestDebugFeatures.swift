@@ -4,20 +4,12 @@ import KVMKit
 import X86Asm
 
 // `kvmcheck caps` rows: each flag is advertised by KVM_CAP_SET_GUEST_DEBUG2's mask and
-// observed by a one-exit probe at CPL0 (the checks cover CPL3 and the details).
+// decided, at each CPL, by the checks whose subject it is.
 
 func guestDebugMaskIncludes(_ flag: GuestDebugControl) -> @Sendable (KVMSystem, CheckSettings) -> Bool? {
     { kvm, _ in
         guard let mask = try? kvm.checkExtension(.setGuestDebug2), mask != 0 else { return nil }
         return UInt32(truncatingIfNeeded: mask) & flag.rawValue == flag.rawValue
-    }
-}
-
-/// Runs `body` against a CPL0 guest; errors become a "misbehaves" with their text.
-func probeGuest(_ kvm: KVMSystem, _ code: (inout Assembler) -> Void,
-                _ body: (Guest) throws -> ProbeResult) -> ProbeResult {
-    do { return try body(try Guest(system: kvm, cpl: .cpl0, code: code)) } catch {
-        return .misbehaves("\(error)")
     }
 }
 

@@ -151,8 +151,4 @@ let clearableFeatures: [CPUIDFeature] = {
     return seen
 }()
 
-func ignoreMSRsSet() -> Bool {
-    guard let f = fopen("/sys/module/kvm/parameters/ignore_msrs", "r") else { return false }
-    defer { fclose(f) }
-    return fgetc(f) == Int32(UInt8(ascii: "Y"))
-}
+func ignoreMSRsSet() -> Bool { HostInfo.moduleParameter("kvm", "ignore_msrs")?.hasPrefix("Y") == true }

@@ -66,29 +66,13 @@ let badEncodingChecks: [Check] = badRequests.map { bad in
 let oneRegFeatures: [Feature] = [
     Feature("KVM_{GET,SET}_ONE_REG (x86 MSRs)", advertisement: "KVM_CAP_ONE_REG",
             advertised: { kvm, _ in ((try? kvm.checkExtension(.oneReg)) ?? 0) != 0 },
-            probe: { kvm, _ in
-                do {
-                    let vcpu = try kvm.createVM().createVCPU()
-                    try vcpu.setMSRs([(0xC000_0082, 0xFFFF_FFFF_8100_1000)])
-                    let v = try vcpu.getOneReg(lstarID)
-                    return v == 0xFFFF_FFFF_8100_1000 ? .works("GET_ONE_REG(LSTAR) returns the KVM_SET_MSRS canary")
-                        : .misbehaves("GET_ONE_REG(LSTAR) = 0x\(String(v, radix: 16)), canary 0xffffffff81001000")
-                } catch let e as KVMError where e.errno == .invalidArgument {
-                    return .absent("\(e)")
-                } catch { return .misbehaves("\(error)") }
-            }),
+            decidedBy: [CheckRef("one-reg", oneRegReadsEqualGetMSRsCheck), CheckRef("one-reg", setOneRegSeenCheck),
+                        CheckRef("one-reg", setOneRegNoncanonicalCheck)], levels: [.cpl0]),
     Feature("KVM_GET_REG_LIST (x86)", advertisement: "KVM_CAP_ONE_REG",
             advertised: { kvm, _ in ((try? kvm.checkExtension(.oneReg)) ?? 0) != 0 },
             decidedBy: [CheckRef("one-reg", guestSSPAbsentCheck), CheckRef("one-reg", regListE2BIGCheck),
                         CheckRef("one-reg", regListEntriesReadableCheck)]),
     Feature("KVM_REG_GUEST_SSP", advertisement: "SHSTK in KVM_GET_SUPPORTED_CPUID",
             advertised: { kvm, _ in (try? kvm.supportedCPUID()).map { CPUIDFeature.shadowStack.isSet(in: $0) } },
-            probe: { kvm, _ in
-                do {
-                    let vcpu = try kvm.createVM().createVCPU()
-                    try vcpu.setCPUID(try kvm.supportedCPUID())
-                    _ = try vcpu.getOneReg(X86RegID.guestSSP)
-                    return .works("GET_ONE_REG(GUEST_SSP) succeeds")
-                } catch { return .absent("\(error)") }
-            }),
+            decidedBy: [CheckRef("one-reg", guestSSPRoundTripCheck), CheckRef("one-reg", guestSSPAbsentCheck)]),
 ]

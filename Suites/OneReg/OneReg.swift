@@ -56,60 +56,11 @@ let oneRegSuite = Suite(
                          observed: "0 although KVM_GET_ONE_REG works")
             if case .failure(let e) = efer { throw Failure("KVM_GET_ONE_REG(EFER) with KVM_CAP_ONE_REG advertised", expected: "success", observed: "\(e)", ioctl: e.operation, errno: e.errno?.symbolicName) }
         },
-        Check("one_reg_reads_equal_get_msrs", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap], killedBy: [.oneRegWrongMSR]) { t in
-            let vcpu = try t.system.createVM().createVCPU()
-            let msrs = try supportedCanaries(t.system)
-            try t.expect(!msrs.isEmpty, "canary MSRs in KVM_GET_MSR_INDEX_LIST", expected: "at least one", observed: "none")
-            for m in msrs {
-                try t.expectEqual(try vcpu.setMSRs([(m.index, m.canary)]), 1, "KVM_SET_MSRS(\(m.name) = canary) processed count")
-                try t.expectEqual(try vcpu.getOneReg(X86RegID.msr(m.index)), m.canary, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_MSRS")
-                try t.expectEqual(try vcpu.getMSR(m.index), m.canary, "KVM_GET_MSRS(\(m.name)) after KVM_SET_MSRS")
-            }
-            t.note("\(msrs.count) MSRs agree: " + msrs.map(\.name).joined(separator: " "))
-        },
-        Check("set_one_reg_seen_by_get_msrs_and_guest_rdmsr", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap],
-              levels: .only(.cpl0), killedBy: [.oneRegWrongMSR]) { t in
-            let msrs = try supportedCanaries(t.system)
-            let g = try t.guest { a in
-                for (i, m) in msrs.enumerated() {
-                    a.mov(.ecx, Int64(m.index))
-                    a.rdmsr()
-                    a.shl(.rdx, 32)
-                    a.or(.rax, .rdx)
-                    a.ucallSync(Int64(i), .rax)
-                }
-                a.ucallDone()
-            }
-            for m in msrs { try g.vcpu.setOneReg(X86RegID.msr(m.index), m.other) }
-            for (i, m) in msrs.enumerated() {
-                try t.expectEqual(try g.vcpu.getOneReg(X86RegID.msr(m.index)), m.other, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_ONE_REG")
-                try t.expectEqual(try g.vcpu.getMSR(m.index), m.other, "KVM_GET_MSRS(\(m.name)) after KVM_SET_ONE_REG")
-                try t.expectEqual(try g.expectSync(UInt64(i))[0], m.other, "guest rdmsr(\(m.name)) after KVM_SET_ONE_REG")
-            }
-            try g.expectDone()
-        },
-        Check("set_one_reg_rejects_noncanonical", uapi: oneRegUAPI, requires: [oneRegCap], killedBy: [.oneRegBadIDAccepted, .oneRegWrongMSR]) { t in
-            let vcpu = try t.system.createVM().createVCPU()
-            let lstar = X86RegID.msr(0xC000_0082)
-            try vcpu.setOneReg(lstar, 0xFFFF_FFFF_8100_1000)
-            try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(LSTAR, 0x8000000000000000 non-canonical)") {
-                try vcpu.setOneReg(lstar, 0x8000_0000_0000_0000)
-            }
-            try t.expectEqual(try vcpu.getOneReg(lstar), 0xFFFF_FFFF_8100_1000, "LSTAR after the rejected write")
-        },
+        oneRegReadsEqualGetMSRsCheck,
+        setOneRegSeenCheck,
+        setOneRegNoncanonicalCheck,
         guestSSPAbsentCheck,
-        Check("guest_ssp_round_trips_with_shstk", uapi: ["KVM_REG_GUEST_SSP", "KVM_X86_REG_KVM", "KVM_GET_REG_LIST"],
-              requires: [oneRegCap, shstkSupported], killedBy: [.oneRegSSPNotStored]) { t in
-            let g = try t.guest { a in a.ucallDone() }
-            let (result, _) = g.vcpu.regList(capacity: 8)
-            try t.expect((try? result.get())?.contains(X86RegID.guestSSP) == true, "KVM_GET_REG_LIST with SHSTK",
-                         expected: "lists GUEST_SSP 0x\(String(X86RegID.guestSSP, radix: 16))", observed: "\(result)")
-            try g.vcpu.setOneReg(X86RegID.guestSSP, 0x7FFF_0000_1FF8)
-            try t.expectEqual(try g.vcpu.getOneReg(X86RegID.guestSSP), 0x7FFF_0000_1FF8, "GUEST_SSP read back")
-            try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(GUEST_SSP, non-canonical)") {
-                try g.vcpu.setOneReg(X86RegID.guestSSP, 0x8000_0000_0000_1000)
-            }
-        },
+        guestSSPRoundTripCheck,
         regListE2BIGCheck,
         regListEntriesReadableCheck,
     ] + badEncodingChecks)
@@ -165,4 +116,63 @@ let regListEntriesReadableCheck = Check("reg_list_entries_readable", uapi: ["KVM
     if ids.isEmpty { throw Skip.cannotObserve("KVM_GET_REG_LIST lists no registers on this vCPU (no KVM-defined registers, e.g. no SHSTK)") }
     for id in ids { _ = try vcpu.getOneReg(id) }
     t.note("read \(ids.count) listed id(s): " + ids.map { "0x" + String($0, radix: 16) }.joined(separator: " "))
+}
+
+let oneRegReadsEqualGetMSRsCheck = Check("one_reg_reads_equal_get_msrs", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap],
+    killedBy: [.oneRegWrongMSR]) { t in
+    let vcpu = try t.system.createVM().createVCPU()
+    let msrs = try supportedCanaries(t.system)
+    try t.expect(!msrs.isEmpty, "canary MSRs in KVM_GET_MSR_INDEX_LIST", expected: "at least one", observed: "none")
+    for m in msrs {
+        try t.expectEqual(try vcpu.setMSRs([(m.index, m.canary)]), 1, "KVM_SET_MSRS(\(m.name) = canary) processed count")
+        try t.expectEqual(try vcpu.getOneReg(X86RegID.msr(m.index)), m.canary, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_MSRS")
+        try t.expectEqual(try vcpu.getMSR(m.index), m.canary, "KVM_GET_MSRS(\(m.name)) after KVM_SET_MSRS")
+    }
+    t.note("\(msrs.count) MSRs agree: " + msrs.map(\.name).joined(separator: " "))
+}
+
+let setOneRegSeenCheck = Check("set_one_reg_seen_by_get_msrs_and_guest_rdmsr", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap],
+      levels: .only(.cpl0), killedBy: [.oneRegWrongMSR]) { t in
+    let msrs = try supportedCanaries(t.system)
+    let g = try t.guest { a in
+        for (i, m) in msrs.enumerated() {
+            a.mov(.ecx, Int64(m.index))
+            a.rdmsr()
+            a.shl(.rdx, 32)
+            a.or(.rax, .rdx)
+            a.ucallSync(Int64(i), .rax)
+        }
+        a.ucallDone()
+    }
+    for m in msrs { try g.vcpu.setOneReg(X86RegID.msr(m.index), m.other) }
+    for (i, m) in msrs.enumerated() {
+        try t.expectEqual(try g.vcpu.getOneReg(X86RegID.msr(m.index)), m.other, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_ONE_REG")
+        try t.expectEqual(try g.vcpu.getMSR(m.index), m.other, "KVM_GET_MSRS(\(m.name)) after KVM_SET_ONE_REG")
+        try t.expectEqual(try g.expectSync(UInt64(i))[0], m.other, "guest rdmsr(\(m.name)) after KVM_SET_ONE_REG")
+    }
+    try g.expectDone()
+}
+
+let setOneRegNoncanonicalCheck = Check("set_one_reg_rejects_noncanonical", uapi: oneRegUAPI, requires: [oneRegCap],
+    killedBy: [.oneRegBadIDAccepted, .oneRegWrongMSR]) { t in
+    let vcpu = try t.system.createVM().createVCPU()
+    let lstar = X86RegID.msr(0xC000_0082)
+    try vcpu.setOneReg(lstar, 0xFFFF_FFFF_8100_1000)
+    try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(LSTAR, 0x8000000000000000 non-canonical)") {
+        try vcpu.setOneReg(lstar, 0x8000_0000_0000_0000)
+    }
+    try t.expectEqual(try vcpu.getOneReg(lstar), 0xFFFF_FFFF_8100_1000, "LSTAR after the rejected write")
+}
+
+let guestSSPRoundTripCheck = Check("guest_ssp_round_trips_with_shstk", uapi: ["KVM_REG_GUEST_SSP", "KVM_X86_REG_KVM", "KVM_GET_REG_LIST"],
+      requires: [oneRegCap, shstkSupported], killedBy: [.oneRegSSPNotStored]) { t in
+    let g = try t.guest { a in a.ucallDone() }
+    let (result, _) = g.vcpu.regList(capacity: 8)
+    try t.expect((try? result.get())?.contains(X86RegID.guestSSP) == true, "KVM_GET_REG_LIST with SHSTK",
+                 expected: "lists GUEST_SSP 0x\(String(X86RegID.guestSSP, radix: 16))", observed: "\(result)")
+    try g.vcpu.setOneReg(X86RegID.guestSSP, 0x7FFF_0000_1FF8)
+    try t.expectEqual(try g.vcpu.getOneReg(X86RegID.guestSSP), 0x7FFF_0000_1FF8, "GUEST_SSP read back")
+    try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(GUEST_SSP, non-canonical)") {
+        try g.vcpu.setOneReg(X86RegID.guestSSP, 0x8000_0000_0000_1000)
+    }
 }

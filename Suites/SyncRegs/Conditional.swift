@@ -18,8 +18,8 @@ func twoExitGuest(_ t: CheckContext) throws -> Guest {
     }
 }
 
-/// What the running kernel does with kvm_valid_regs bit 63.
-enum Bit63Behaviour: Equatable {
+/// What the running kernel does with kvm_valid_regs bit 63 (also `kvmcheck bench`'s probe).
+public enum Bit63Behaviour: Equatable, Sendable {
     /// KVM_RUN refused it (the errno's name): no conditional sync.
     case rejected(String)
     /// Accepted, and with an empty bitmap nothing was copied: conditional sync present.
@@ -29,7 +29,7 @@ enum Bit63Behaviour: Equatable {
     case probeFailed(String)
 
     /// nil when conditional sync is present; otherwise the precise gap.
-    var gap: String? {
+    public var gap: String? {
         switch self {
         case .conditional: return nil
         case .rejected(let errno):
@@ -41,8 +41,9 @@ enum Bit63Behaviour: Equatable {
     }
 }
 
-/// Runs one MMIO exit with REGS|bit 63, an empty bitmap and poisoned kvm_run.s.
-func bit63Behaviour(_ system: KVMSystem) -> Bit63Behaviour {
+/// Runs one MMIO exit with REGS|bit 63, an empty bitmap and poisoned kvm_run.s: accepted
+/// *and* honoured only when nothing was copied (some kernels accept and ignore bit 63).
+public func bit63Behaviour(_ system: KVMSystem) -> Bit63Behaviour {
     do {
         let g = try Guest(system: system, cpl: .cpl0) { a in a.ucallDone() }
         g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
@@ -72,31 +73,13 @@ func conditionalSyncCheck(_ t: CheckContext) throws {
                  expected: "untouched (not synced)", observed: "synced anyway: the bitmap was ignored")
 }
 
+/// `caps` rows, each decided by the checks whose subject it is.
 let syncRegsFeature = Feature(
     "KVM_CAP_SYNC_REGS (REGS|SREGS|EVENTS)", advertisement: "KVM_CAP_SYNC_REGS mask & 0x7",
     advertised: { kvm, _ in ((try? kvm.checkExtension(.syncRegs)) ?? 0) & 7 == 7 },
-    probe: { kvm, _ in
-        do {
-            let g = try Guest(system: kvm, cpl: .cpl0) { a in a.mov(.rbx, 0x5151); a.ucallSync(1); a.ucallDone() }
-            g.vcpu.poisonSyncRegs(poison)
-            g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue
-            try g.expectSync(1)
-            return uapiBytes(of: g.vcpu.syncedRegs) == uapiBytes(of: try g.vcpu.regs())
-                ? .works("s.regs == KVM_GET_REGS after an exit")
-                : .misbehaves("s.regs differs from KVM_GET_REGS after an exit")
-        } catch let e as KVMError where e.errno == .invalidArgument {
-            return .absent("KVM_RUN rejected kvm_valid_regs = REGS (EINVAL)")
-        } catch { return .misbehaves("\(error)") }
-    })
+    decidedBy: [CheckRef("sync-regs", syncedRegsCheck), CheckRef("sync-regs", syncedSRegsCheck),
+                CheckRef("sync-regs", syncedEventsCheck), CheckRef("sync-regs", dirtyRegsReachGuestCheck)])
 
 let conditionalSyncFeature = Feature(
     "KVM_SYNC_REGS_CONDITIONAL (bit 63)", advertisement: "no capability (unmerged proposal)",
-    advertised: { _, _ in nil },
-    probe: { kvm, _ in
-        switch bit63Behaviour(kvm) {
-        case .conditional: return .works("bit 63 accepted and an unmarked exit copies nothing")
-        case .rejected(let errno): return .absent("KVM_RUN with kvm_valid_regs bit 63 failed with \(errno)")
-        case .ignored: return .absent("bit 63 accepted but ignored (every exit copies)")
-        case .probeFailed(let why): return .misbehaves(why)
-        }
-    })
+    advertised: { _, _ in nil }, decidedBy: [CheckRef("sync-regs", conditionalSyncOnMarkedExitsCheck)])

@@ -21,21 +21,9 @@ let poison: UInt8 = 0xA5
 let syncRegsSuite = Suite(
     "sync-regs", summary: "kvm_run sync regs, and the proposed conditional sync (bit 63 + exit bitmap)",
     series: "cr3-debug-exit", features: [syncRegsFeature, conditionalSyncFeature], checks: [
-        Check("synced_regs_equal_get_regs", uapi: syncUAPI, requires: [allSyncSets], levels: .both, killedBy: [.syncRegsStale]) { t in
-            try compareSynced(t, .regs, field: UAPILayout.regsField) {
-                try UAPILayout.significantBytes($0.vcpu.regs())
-            } synced: { UAPILayout.significantBytes($0.syncedRegs) }
-        },
-        Check("synced_sregs_equal_get_sregs", uapi: syncUAPI, requires: [allSyncSets], levels: .both, killedBy: [.syncRegsStale]) { t in
-            try compareSynced(t, .sregs, field: UAPILayout.sregsField) {
-                try UAPILayout.significantBytes($0.vcpu.sregs())
-            } synced: { UAPILayout.significantBytes($0.syncedSregs) }
-        },
-        Check("synced_events_equal_get_vcpu_events", uapi: syncUAPI, requires: [allSyncSets], levels: .both, killedBy: [.syncRegsStale]) { t in
-            try compareSynced(t, .events, field: UAPILayout.eventsField) {
-                try UAPILayout.significantBytes($0.vcpu.events())
-            } synced: { UAPILayout.significantBytes($0.syncedEvents) }
-        },
+        syncedRegsCheck,
+        syncedSRegsCheck,
+        syncedEventsCheck,
         Check("sregs_interrupt_bitmap_cleared_on_sync", uapi: syncUAPI, requires: [allSyncSets], informational: true) { t in
             let g = try t.guest { a in a.ucallSync(1); a.ucallDone() }
             var sregs = g.vcpu.syncedSregs
@@ -56,12 +44,7 @@ let syncRegsSuite = Suite(
             try t.expect(uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison }, "kvm_run.s.regs with kvm_valid_regs = 0",
                          expected: "untouched (0x\(String(poison, radix: 16)) poison)", observed: "overwritten by the kernel")
         },
-        Check("dirty_regs_write_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both,
-              killedBy: [.dirtyRegsIgnored, .syncRegsStale]) { t in
-            let (seen, dirtyAfter) = try rbxAfterSyncedWrite(t, dirty: SyncRegSet.regs.rawValue)
-            try t.expectEqual(seen, UInt64(0xBAD1_DEA0), "rbx the guest sees after a kvm_dirty_regs REGS write")
-            try t.expectEqual(dirtyAfter & SyncRegSet.regs.rawValue, 0, "kvm_dirty_regs REGS bit after KVM_RUN consumed it")
-        },
+        dirtyRegsReachGuestCheck,
         Check("regs_write_without_dirty_bit_ignored", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both, killedBy: [.dirtyRegsAssumed]) { t in
             let (seen, _) = try rbxAfterSyncedWrite(t, dirty: 0)
             try t.expectEqual(seen, UInt64(0x1111), "rbx the guest sees when kvm_dirty_regs is 0")
@@ -124,10 +107,7 @@ let syncRegsSuite = Suite(
             if bit63Behaviour(t.system) == .conditional { throw Skip("bit 63 is KVM_SYNC_REGS_CONDITIONAL on this kernel (an unmarked exit copied nothing)") }
             try expectRejectedBeforeEntry(t, valid: SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue, dirty: 0)
         },
-        Check("conditional_sync_on_marked_exits_only", uapi: ["KVM_SYNC_REGS_CONDITIONAL", "kvm_run.kvm_save_regs_on_exit"],
-              requires: [allSyncSets], killedBy: [.conditionalSyncMarkedDropped], gapUnder: [.conditionalSyncEveryExit]) { t in
-            try conditionalSyncCheck(t)
-        },
+        conditionalSyncOnMarkedExitsCheck,
     ])
 
 /// Runs a guest to a ucall with `set` requested and compares kvm_run.s with the GET ioctl.
@@ -191,4 +171,36 @@ func expectRejectedBeforeEntry(_ t: CheckContext, valid: UInt64, dirty: UInt64) 
     g.vcpu.syncValidRegs = 0
     g.vcpu.syncDirtyRegs = 0
     try g.expectSync(1)
+}
+
+let syncedRegsCheck = Check("synced_regs_equal_get_regs", uapi: syncUAPI, requires: [allSyncSets], levels: .both, killedBy: [.syncRegsStale]) { t in
+    try compareSynced(t, .regs, field: UAPILayout.regsField) {
+        try UAPILayout.significantBytes($0.vcpu.regs())
+    } synced: { UAPILayout.significantBytes($0.syncedRegs) }
+}
+
+let syncedSRegsCheck = Check("synced_sregs_equal_get_sregs", uapi: syncUAPI, requires: [allSyncSets], levels: .both,
+    killedBy: [.syncRegsStale]) { t in
+    try compareSynced(t, .sregs, field: UAPILayout.sregsField) {
+        try UAPILayout.significantBytes($0.vcpu.sregs())
+    } synced: { UAPILayout.significantBytes($0.syncedSregs) }
+}
+
+let syncedEventsCheck = Check("synced_events_equal_get_vcpu_events", uapi: syncUAPI, requires: [allSyncSets], levels: .both,
+    killedBy: [.syncRegsStale]) { t in
+    try compareSynced(t, .events, field: UAPILayout.eventsField) {
+        try UAPILayout.significantBytes($0.vcpu.events())
+    } synced: { UAPILayout.significantBytes($0.syncedEvents) }
+}
+
+let dirtyRegsReachGuestCheck = Check("dirty_regs_write_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both,
+    killedBy: [.dirtyRegsIgnored, .syncRegsStale]) { t in
+    let (seen, dirtyAfter) = try rbxAfterSyncedWrite(t, dirty: SyncRegSet.regs.rawValue)
+    try t.expectEqual(seen, UInt64(0xBAD1_DEA0), "rbx the guest sees after a kvm_dirty_regs REGS write")
+    try t.expectEqual(dirtyAfter & SyncRegSet.regs.rawValue, 0, "kvm_dirty_regs REGS bit after KVM_RUN consumed it")
+}
+
+let conditionalSyncOnMarkedExitsCheck = Check("conditional_sync_on_marked_exits_only", uapi: ["KVM_SYNC_REGS_CONDITIONAL", "kvm_run.kvm_save_regs_on_exit"],
+    requires: [allSyncSets], killedBy: [.conditionalSyncMarkedDropped], gapUnder: [.conditionalSyncEveryExit]) { t in
+    try conditionalSyncCheck(t)
 }

@@ -80,13 +80,15 @@ import X86Asm
         #expect(globMatch("a?c", "abc") && !globMatch("a?c", "abbc"))
     }
 
-    @Test func featureStatusRule() {
-        #expect(FeatureStatus.of(advertised: true, probe: .works("")) == .present)
-        #expect(FeatureStatus.of(advertised: nil, probe: .works("")) == .present)
-        #expect(FeatureStatus.of(advertised: false, probe: .absent("")) == .absent)
-        #expect(FeatureStatus.of(advertised: nil, probe: .absent("")) == .absent)
-        #expect(FeatureStatus.of(advertised: true, probe: .absent("")) == .broken, "advertised but not there")
-        #expect(FeatureStatus.of(advertised: false, probe: .misbehaves("")) == .broken)
+    @Test func anAdvertisedUAPIItsChecksFindAbsentIsBroken() {
+        let rows = [CapsRow(level: .cpl0, status: .absent, decidedBy: "s/c/cpl0", detail: "EINVAL"),
+                    CapsRow(level: .cpl3, status: .present, decidedBy: "s/c/cpl3", detail: "passed: s/c/cpl3"),
+                    CapsRow(level: nil, status: .untestable, decidedBy: "s/d", detail: "cannot be observed here: x")]
+        let claimed = Feature.judged(rows, advertised: true)
+        #expect(claimed.map(\.status) == [.broken, .present, .untestable])
+        #expect(claimed[0].detail == "advertised, but EINVAL" && claimed[0].decidedBy == "s/c/cpl0")
+        #expect(Feature.judged(rows, advertised: false) == rows, "not advertised: absent stays absent")
+        #expect(Feature.judged(rows, advertised: nil) == rows, "no capability: absent stays absent")
     }
 }
 
@@ -127,5 +129,42 @@ struct GuestEnvironmentTests {
         options.watchdogMilliseconds = 200
         let g = try Guest(system: KVMSystem(), cpl: .cpl0, options: options) { a in a.label("l"); a.jmp(short: "l") }
         #expect(throws: KVMError("KVM_RUN", .watchdogExpired(milliseconds: 200))) { try g.next() }
+    }
+}
+
+/// The one set of small system helpers (KVMKit's SystemFiles, CheckKit's TextTable).
+@Suite struct SystemHelperTests {
+    @Test func directoryEntriesAreSortedWithoutDotEntries() throws {
+        let dir = NSTemporaryDirectory() + "kvmcheck-entries-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for name in ["b.md", "a.patch", "c"] { FileManager.default.createFile(atPath: "\(dir)/\(name)", contents: Data("x".utf8)) }
+        #expect(try directoryEntries(dir) == ["a.patch", "b.md", "c"])
+        #expect(throws: Errno.noSuchFileOrDirectory) { try directoryEntries(dir + "/missing") }
+        #expect(throws: Errno.notDirectory) { try directoryEntries(dir + "/c") }
+        #expect(isDirectory(dir) && !isDirectory(dir + "/c") && !isDirectory(dir + "/missing"))
+        // Listing through a descriptor leaves it usable: twice gives the same names.
+        let fd = open(dir, O_RDONLY | O_DIRECTORY)
+        defer { close(fd) }
+        #expect(try directoryEntries(fd: fd) == directoryEntries(fd: fd))
+    }
+
+    @Test func readTextHonoursItsLimitAndSymlinkRule() throws {
+        let dir = NSTemporaryDirectory() + "kvmcheck-read-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        FileManager.default.createFile(atPath: "\(dir)/f", contents: Data("0123456789".utf8))
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/link", withDestinationPath: "\(dir)/f")
+        #expect(readText("\(dir)/f") == "0123456789")
+        #expect(readText("\(dir)/f", limit: 10) == "0123456789")
+        #expect(readText("\(dir)/f", limit: 9) == nil, "one byte over the limit")
+        #expect(readText("\(dir)/link") == "0123456789")
+        #expect(readText("\(dir)/link", followSymlinks: false) == nil)
+    }
+
+    @Test func alignedColumnsPadAllButTheLastColumn() {
+        #expect(alignedColumns([["a", "1", "x"], ["bbb", "22", "yy y"]], rightAligned: [1])
+                == ["a     1  x", "bbb  22  yy y"])
+        #expect("ab".padded(to: 4) == "ab  " && "ab".padded(to: 4, right: true) == "  ab" && "abcde".padded(to: 2) == "abcde")
     }
 }

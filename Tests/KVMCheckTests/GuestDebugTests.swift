@@ -113,7 +113,7 @@ import Testing
             #expect(!m.symbols.isEmpty)
         }
         let cr3 = try SeriesManifest.load(series: debugCR3Suite.series, from: dir)
-        #expect(cr3.capabilities[CheckSettings.debugCR3CapabilityName] != nil, "the CR3 cap number lives in the manifest")
+        #expect(cr3.capabilities[debugCR3Capability] != nil, "the CR3 cap number lives in the manifest")
     }
 }
 

@@ -196,7 +196,7 @@ struct ConcurrentRunAndOrphanTests {
     @Test func optionValuesStartingWithADashReachTheChild() throws {
         let r = try kvmcheck(["run", "--device=-kvm", "--suite", "one-reg"])
         #expect(r.status == 4 && r.stdout.contains("1..0 # SKIP cannot open -kvm: ENOENT"), "\(r.stdout)")
-        let invocation = ChildInvocation(id: "a/b", settings: { var s = CheckSettings(); s.devicePath = "-kvm"; s.debugCR3CapabilitySource = "--x"; return s }(),
+        let invocation = ChildInvocation(id: "a/b", settings: { var s = CheckSettings(); s.devicePath = "-kvm"; try? s.proposedCapabilities.assign("KVM_CAP_X", 7, source: "--x"); return s }(),
                                          parentPID: 42, deadlineSeconds: 15)
         #expect(try ChildInvocation.parse(invocation.arguments).get() == invocation)
         #expect(try kvmcheck(["run", "--debug-cr3-cap=-5"]).status == 2)

@@ -48,9 +48,4 @@ void cproc_ensure_standard_fds(void);
 /* Writes all bytes to fd (retrying on EINTR); returns 0 or -errno. */
 int cproc_write_all(int fd, const char *bytes, size_t len);
 
-
-
-/* Suite registry (linker section kvmcheck_suites); see Suites/README.md. */
-long ckvm_registered_suite_count(void);
-void *(*ckvm_registered_suite(long index))(void);
 #endif
