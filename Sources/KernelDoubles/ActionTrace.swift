@@ -32,14 +32,19 @@ public enum ActionTrace {
     static func watching(_ id: MutantID, _ call: IoctlCall, _ handle: ((IoctlCall) -> Int) -> Int,
                          next: @escaping (IoctlCall) -> Int) -> Int {
         let entry = Snapshot(call)
+        // kvm_run's sync state (kvm_dirty_regs, s) is written by other threads of a check while
+        // KVM_RUN runs (the sync-regs racers), so its bytes cannot show who changed them: the
+        // comparisons leave them out, and the mutants that write them record their changes
+        // themselves (SyncRegs.swift; a new one must too).
+        func same(_ a: Snapshot?, _ b: Snapshot) -> Bool { a.map { call.run != nil ? $0.equalOutsideSyncState(b) : $0 == b } ?? false }
         let writesBefore = sideWrites
         var forwards = 0, writesInside = 0
         var inner: (result: Int, after: Snapshot)?
         let r = handle { passed in // (what the mutant passes on to the rest of the chain)
             forwards += 1
-            let same = passed.fd == call.fd && passed.request == call.request && passed.arg == call.arg
-                && Snapshot(passed, room: entry.room) == entry
-            if forwards > 1 || !same || sideWrites - writesBefore - writesInside != 0 { record(id) }
+            let unchanged = passed.fd == call.fd && passed.request == call.request && passed.arg == call.arg
+                && same(Snapshot(passed, room: entry.room), entry)
+            if forwards > 1 || !unchanged || sideWrites - writesBefore - writesInside != 0 { record(id) }
             let w = sideWrites
             let x = next(passed)
             writesInside += sideWrites - w
@@ -47,7 +52,7 @@ public enum ActionTrace {
             return x
         }
         let ownWrites = sideWrites - writesBefore - writesInside
-        if forwards != 1 || inner?.result != r || inner?.after != Snapshot(call, room: entry.room) || ownWrites != 0 { record(id) }
+        if forwards != 1 || inner?.result != r || !same(inner?.after, Snapshot(call, room: entry.room)) || ownWrites != 0 { record(id) }
         return r
     }
 }
@@ -65,6 +70,18 @@ struct Snapshot: Equatable {
     var room = 0
 
     static func == (a: Snapshot, b: Snapshot) -> Bool { a.bytes == b.bytes && a.readable == b.readable }
+
+    /// kvm_run.kvm_dirty_regs and kvm_run.s: what userspace threads may write while KVM_RUN runs.
+    static let syncState: [Range<Int>] = [
+        MemoryLayout<kvm_run>.offset(of: \kvm_run.kvm_dirty_regs)!..<MemoryLayout<kvm_run>.offset(of: \kvm_run.kvm_dirty_regs)! + 8,
+        MemoryLayout<kvm_run>.offset(of: \kvm_run.s)!..<MemoryLayout<kvm_run>.size,
+    ]
+
+    /// Equal except in the sync state (a KVM_RUN snapshot starts with kvm_run).
+    func equalOutsideSyncState(_ other: Snapshot) -> Bool {
+        guard bytes.count == other.bytes.count, readable == other.readable else { return false }
+        return bytes.indices.allSatisfy { i in bytes[i] == other.bytes[i] || Snapshot.syncState.contains { $0.contains(i) } }
+    }
 
     init(_ call: IoctlCall, room entryRoom: Int? = nil) {
         if let run = call.run {

@@ -8,6 +8,11 @@ private let syncRegs = UInt64(KVM_SYNC_X86_REGS), syncSregs = UInt64(KVM_SYNC_X8
 private let syncEvents = UInt64(KVM_SYNC_X86_EVENTS)
 private let allSyncSets = syncRegs | syncSregs | syncEvents
 
+/// Whether two values of a C struct hold the same bytes.
+private func sameBytes<T>(_ a: T, _ b: T) -> Bool {
+    withUnsafeBytes(of: a) { x in withUnsafeBytes(of: b) { y in x.elementsEqual(y) } }
+}
+
 extension KernelDoubles {
     static let conditionalSyncModel = KernelDouble.model(
         .conditionalSync, "kvm_valid_regs bit 63: copy the requested sets out only on exits marked in kvm_save_regs_on_exit"
@@ -53,6 +58,8 @@ extension KernelDoubles {
             guard call.isRun, let run = call.run else { return forward(call) }
             let before = run.pointee.s
             let r = forward(call)
+            // Writers of kvm_run's sync state say when they change it (ActionTrace cannot tell them from a racer).
+            if !sameBytes(run.pointee.s, before) { ActionTrace.record(.syncRegsStale) }
             run.pointee.s = before
             return r
         },
@@ -60,17 +67,24 @@ extension KernelDoubles {
             let r: Int = forward(call)
             guard call.isRun, r >= 0, let run = call.run, run.pointee.kvm_valid_regs == 0 else { return r }
             var regs = kvm_regs()
-            if realIoctl(call.fd, CKVM_REQ_GET_REGS, &regs) >= 0 { run.pointee.s.regs.regs = regs }
+            if realIoctl(call.fd, CKVM_REQ_GET_REGS, &regs) >= 0 {
+                if !sameBytes(run.pointee.s.regs.regs, regs) { ActionTrace.record(.syncRegsCopiedUnasked) }
+                run.pointee.s.regs.regs = regs
+            }
             return r
         },
         .mutant(.dirtyRegsIgnored, "kvm_dirty_regs is ignored: userspace's writes to kvm_run.s never reach the vCPU") { call, forward in
-            if call.isRun, let run = call.run { run.pointee.kvm_dirty_regs = 0 }
+            if call.isRun, let run = call.run, run.pointee.kvm_dirty_regs != 0 {
+                ActionTrace.record(.dirtyRegsIgnored)
+                run.pointee.kvm_dirty_regs = 0
+            }
             return forward(call)
         },
         .mutant(.dirtyRegsAssumed, "kvm_run.s.regs is loaded into the vCPU on entry even without the dirty bit") { call, forward in
             if call.isRun, let run = call.run, run.pointee.kvm_valid_regs & syncRegs != 0, run.pointee.kvm_dirty_regs == 0 {
                 // Only after an exit that synced (rip is never 0 there), so fresh poison is not loaded.
                 if run.pointee.s.regs.regs.rip != 0 && run.pointee.s.regs.regs.rip != 0xA5A5_A5A5_A5A5_A5A5 {
+                    ActionTrace.record(.dirtyRegsAssumed)
                     run.pointee.kvm_dirty_regs = syncRegs
                 }
             }
@@ -79,6 +93,7 @@ extension KernelDoubles {
         .mutant(.undefinedSyncBitsAccepted, "undefined kvm_valid_regs/kvm_dirty_regs bits are ignored instead of EINVAL") { call, forward in
             if call.isRun, let run = call.run {
                 let keep = allSyncSets | CKVM_SYNC_REGS_CONDITIONAL
+                if (run.pointee.kvm_valid_regs | run.pointee.kvm_dirty_regs) & ~keep != 0 { ActionTrace.record(.undefinedSyncBitsAccepted) }
                 run.pointee.kvm_valid_regs &= keep
                 run.pointee.kvm_dirty_regs &= keep
             }

@@ -11,7 +11,9 @@ import Testing
 /// A mutant runs alone only over the suites that name it (`--suite`), compared with the plain run
 /// of those suites.  That nothing changes in the other suites is shown per suite by one run with
 /// every mutant that does not name it active at once, each child reporting which mutants changed
-/// a call (KernelDoubles' ActionTrace judges that around the mutant, not from its body).  Up to
+/// a call (KernelDoubles' ActionTrace judges that around the mutant, not from its body, except
+/// for kvm_run's sync state, which a race check's second thread also writes: the mutants that
+/// write it report their changes).  Up to
 /// the first change, such a run is the plain run call for call; so where no mutant changed
 /// anything, none would have alone either, and every check keeps its plain verdict under each of
 /// them.  Mutants that did change something are run alone over that suite (compared with its
