@@ -69,7 +69,11 @@ struct Snapshot: Equatable {
     /// (the kernel rewrites the count, e.g. to the size it needs with E2BIG: never read past the room).
     var room = 0
 
-    static func == (a: Snapshot, b: Snapshot) -> Bool { a.bytes == b.bytes && a.readable == b.readable }
+    static func == (a: Snapshot, b: Snapshot) -> Bool {
+        guard a.bytes.count == b.bytes.count, a.readable == b.readable else { return false }
+        // SAFETY: both buffers hold the same number of bytes.
+        return a.bytes.withUnsafeBytes { x in b.bytes.withUnsafeBytes { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
+    }
 
     /// kvm_run.kvm_dirty_regs and kvm_run.s: what userspace threads may write while KVM_RUN runs.
     static let syncState: [Range<Int>] = [
@@ -80,7 +84,14 @@ struct Snapshot: Equatable {
     /// Equal except in the sync state (a KVM_RUN snapshot starts with kvm_run).
     func equalOutsideSyncState(_ other: Snapshot) -> Bool {
         guard bytes.count == other.bytes.count, readable == other.readable else { return false }
-        return bytes.indices.allSatisfy { i in bytes[i] == other.bytes[i] || Snapshot.syncState.contains { $0.contains(i) } }
+        let skipped = Snapshot.syncState
+        let kept = [0..<skipped[0].lowerBound, skipped[0].upperBound..<skipped[1].lowerBound, skipped[1].upperBound..<bytes.count]
+        return bytes.withUnsafeBytes { a in
+            other.bytes.withUnsafeBytes { b in
+                // SAFETY: both buffers hold bytes.count bytes and every kept range lies inside them.
+                kept.allSatisfy { $0.isEmpty || memcmp(a.baseAddress! + $0.lowerBound, b.baseAddress! + $0.lowerBound, $0.count) == 0 }
+            }
+        }
     }
 
     init(_ call: IoctlCall, room entryRoom: Int? = nil) {
