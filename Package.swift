@@ -15,7 +15,7 @@ let package = Package(
         .target(name: "CKVM"),
         // Process capabilities (CAP_SYS_ADMIN & co) for requirement checks.
         .systemLibrary(name: "CLibcap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
-        // Typed KVM layer: where most raw pointers live.
+        // Typed KVM layer: raw-pointer code lives here and in KernelDoubles (each block with a SAFETY reason).
         .target(name: "KVMKit", dependencies: [
             "CKVM",
             .product(name: "SystemPackage", package: "swift-system"),

@@ -128,7 +128,7 @@ public enum Bench {
             all.append(BenchVariant(name: "step + sync regs (kvm_valid_regs REGS|SREGS)", level: level, baseline: step,
                                     prepare: { kvm in
                                         let g = try stepGuest(kvm, level)
-                                        g.vcpu.syncValidRegs = (SyncRegSet.regs.rawValue | SyncRegSet.sregs.rawValue)
+                                        g.vcpu.syncValidRegs = [.regs, .sregs]
                                         return g
                                     }, batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.syncedSregs.cr3 } }))
             let cr3 = BenchVariant(name: "step + cr3 in the exit (proposed)", level: level, baseline: step,
@@ -141,7 +141,7 @@ public enum Bench {
                                                var bitmap = [UInt64](repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
                                                bitmap[0] = 1 << UInt64(KVM_EXIT_DEBUG)
                                                g.vcpu.saveRegsOnExitBitmap = bitmap
-                                               g.vcpu.syncValidRegs = SyncRegSet.sregs.rawValue | SyncRegSet.conditional.rawValue
+                                               g.vcpu.syncValidRegs = [.sregs, .conditional]
                                                return g
                                            }, batch: { try exits($0, $1, stepReason) { g in _ = g.vcpu.syncedSregs.cr3 } })
             all.append(conditionalReal ? conditional : conditional.simulated(by: "conditional-sync", numbers: numbers))

@@ -1,5 +1,5 @@
 /// The command line of one check child: `__check ID --device=PATH --parent=PID --deadline=S
-/// [--caps=JSON]`, the last carrying every proposed capability number with its source.
+/// --race-ms=MS [--caps=JSON]`, the last carrying every proposed capability number with its source.
 ///
 /// The runner always passes explicit settings, so the child parses these few arguments by hand
 /// (no argument-parser start-up, no manifest reading).  Every value is joined to its option
@@ -19,7 +19,8 @@ public struct ChildInvocation: Equatable, Sendable {
 
     /// The arguments after the executable's path.
     public var arguments: [String] {
-        var args = [Self.command, id, "--device=\(settings.devicePath)", "--parent=\(parentPID)", "--deadline=\(deadlineSeconds)"]
+        var args = [Self.command, id, "--device=\(settings.devicePath)", "--parent=\(parentPID)", "--deadline=\(deadlineSeconds)",
+                    "--race-ms=\(settings.raceMilliseconds)"]
         if !settings.proposedCapabilities.isEmpty { args.append("--caps=\(settings.proposedCapabilities.childArgument)") }
         return args
     }
@@ -42,6 +43,9 @@ public struct ChildInvocation: Equatable, Sendable {
             case "--device": settings.devicePath = value
             case "--parent": parent = Int32(value)
             case "--deadline": deadline = Int(value)
+            case "--race-ms":
+                guard let ms = Int(value), ms > 0 else { return .failure(ChildArgumentError("\(command): bad --race-ms '\(value)'")) }
+                settings.raceMilliseconds = ms
             case "--caps":
                 do { settings.proposedCapabilities = try ProposedCapabilities(childArgument: value) } catch {
                     return .failure(ChildArgumentError("\(command): \(error)"))

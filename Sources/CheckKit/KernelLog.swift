@@ -1,4 +1,5 @@
 import Glibc
+import KVMKit
 import SystemPackage
 import Synchronization
 
@@ -90,7 +91,7 @@ final class KmsgSource: KernelLogSource, @unchecked Sendable {
             var out: [KernelLogRecord] = []
             var buffer = [UInt8](repeating: 0, count: 8192)
             while true {
-                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                let n = SystemIO.read(fd, into: &buffer)
                 if n > 0 {
                     if let r = parseKmsgRecord(String(decoding: buffer.prefix(n), as: UTF8.self)) { out.append(r) }
                     continue
@@ -128,6 +129,8 @@ final class FileLogSource: KernelLogSource, @unchecked Sendable {
             defer { fclose(f) }
             fseek(f, s.offset, SEEK_SET)
             var out: [KernelLogRecord] = []
+            // SAFETY: getline(3) owns `line` (malloc'd, grown as needed, `capacity` bytes); it is read
+            // only up to the n bytes getline returned, and freed once, after the loop.
             var line: UnsafeMutablePointer<CChar>?
             var capacity = 0
             defer { free(line) }

@@ -54,7 +54,7 @@ public struct Requirement: Sendable {
             do {
                 let v = UInt64(try kvm.checkExtension(cap))
                 if v & bits == bits { return nil }
-                return "KVM_CHECK_EXTENSION(\(cap)) = 0x\(String(v, radix: 16)) lacks \(named) (0x\(String(bits & ~v, radix: 16)))"
+                return "KVM_CHECK_EXTENSION(\(cap)) = \(hex(v)) lacks \(named) (\(hex(bits & ~v)))"
             } catch { return "\(error)" }
         }
     }
@@ -85,6 +85,7 @@ public struct ProcessCapability: Sendable, Hashable {
 
     public func isEffective() -> Result<Bool, CapabilityReadError> {
         guard let caps = cap_get_proc() else { return .failure(CapabilityReadError(text: "cap_get_proc failed")) }
+        // SAFETY: libcap allocated `caps`; it is freed once, after its last use (cap_free takes void *).
         defer { cap_free(UnsafeMutableRawPointer(caps)) }
         var flag = cap_flag_value_t(rawValue: 0)
         guard cap_get_flag(caps, value, CAP_EFFECTIVE, &flag) == 0 else {
@@ -96,6 +97,7 @@ public struct ProcessCapability: Sendable, Hashable {
     /// The process's capability text, e.g. "=ep cap_sys_resource-ep".
     public static func currentText() -> String {
         guard let caps = cap_get_proc() else { return "unknown" }
+        // SAFETY: libcap allocated `caps` and `text`; each is freed once, after its last use.
         defer { cap_free(UnsafeMutableRawPointer(caps)) }
         guard let text = cap_to_text(caps, nil) else { return "unknown" }
         defer { cap_free(UnsafeMutableRawPointer(text)) }

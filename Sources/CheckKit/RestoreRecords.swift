@@ -130,7 +130,7 @@ final class RestoreDirectory {
         }
         defer { close(f) }
         let bytes = Array(record.text.utf8)
-        let n = bytes.withUnsafeBytes { write(f, $0.baseAddress, $0.count) }
+        let n = SystemIO.write(f, bytes)
         guard n == bytes.count, fsync(f) == 0 else {
             unlinkat(fd, name, 0)
             throw HostSettingError(path: record.setting.path, reason: "cannot write the restore record in \(path) (\(lastErrno())); not changing it", kind: .restoreDirectory)

@@ -146,8 +146,8 @@ public struct Runner: Sendable {
 
 /// The runner's shared state: which check runs next, and the results by index.
 final class ResultBoard: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var changed = pthread_cond_t()
+    /// Guards everything below.
+    private let lock = ConditionLock()
     private var results: [CheckResult?]
     private var next = 0
     private var running = 0
@@ -155,81 +155,62 @@ final class ResultBoard: @unchecked Sendable {
 
     init(count: Int) {
         results = Array(repeating: nil, count: count)
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&changed, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(&changed)
-        pthread_mutex_destroy(&mutex)
     }
 
     /// The next index to run, waiting while an exclusive check runs (or, for an exclusive one,
     /// until nothing else runs); nil when all are claimed or the run was interrupted.
     func claim(exclusive: (Int) -> Bool) -> Int? {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        while true {
-            guard next < results.count, cproc_interrupted() == 0 else { return nil }
-            let alone = exclusive(next)
-            if !exclusiveRunning && (!alone || running == 0) {
-                running += 1
-                exclusiveRunning = alone
-                next += 1
-                return next - 1
+        lock.withLock {
+            while true {
+                guard next < results.count, cproc_interrupted() == 0 else { return nil }
+                let alone = exclusive(next)
+                if !exclusiveRunning && (!alone || running == 0) {
+                    running += 1
+                    exclusiveRunning = alone
+                    next += 1
+                    return next - 1
+                }
+                lock.wait()
             }
-            pthread_cond_wait(&changed, &mutex)
         }
     }
 
     func finish(_ index: Int, _ result: CheckResult) {
-        pthread_mutex_lock(&mutex)
-        results[index] = result
-        running -= 1
-        exclusiveRunning = false
-        pthread_cond_broadcast(&changed)
-        pthread_mutex_unlock(&mutex)
+        lock.withLock {
+            results[index] = result
+            running -= 1
+            exclusiveRunning = false
+            lock.broadcast()
+        }
     }
 
     /// The result at `index` once it is known; nil when it will never be (interrupted before it ran).
     func result(_ index: Int) -> CheckResult? {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        while results[index] == nil {
-            if index >= next && cproc_interrupted() != 0 { return nil }
-            var deadline = timespec()
-            clock_gettime(CLOCK_REALTIME, &deadline)
-            deadline.tv_nsec += 50_000_000 // wake to notice an interruption
-            if deadline.tv_nsec >= 1_000_000_000 { deadline.tv_sec += 1; deadline.tv_nsec -= 1_000_000_000 }
-            pthread_cond_timedwait(&changed, &mutex, &deadline)
+        lock.withLock {
+            while results[index] == nil {
+                if index >= next && cproc_interrupted() != 0 { return nil }
+                lock.wait(milliseconds: 50) // wake to notice an interruption
+            }
+            return results[index]
         }
-        return results[index]
     }
 }
 
 /// A POSIX thread running one closure (the runner's workers; no Foundation or Dispatch needed).
-final class WorkerThread: @unchecked Sendable {
-    private var thread = pthread_t()
-    private let body: @Sendable () -> Void
-    private var started = false
+final class WorkerThread: Sendable {
+    private let thread: PosixThread?
 
     init(_ body: @escaping @Sendable () -> Void) {
-        self.body = body
-        let box = Unmanaged.passRetained(self).toOpaque()
-        if pthread_create(&thread, nil, { arg in
-            let me = Unmanaged<WorkerThread>.fromOpaque(arg!).takeRetainedValue()
-            me.body()
-            return nil
-        }, box) == 0 {
-            started = true
-        } else {
+        switch PosixThread.start(body) {
+        case .success(let t): thread = t
+        case .failure:
             // No thread to be had: run the work here, serially (the run is slower, not different).
-            Unmanaged<WorkerThread>.fromOpaque(box).release()
+            thread = nil
             body()
         }
     }
 
-    func join() { if started { pthread_join(thread, nil); started = false } }
+    func join() { thread?.join() }
 }
 
 /// Totals and the process exit code (kselftest conventions).  Every check lands in exactly one

@@ -1,6 +1,7 @@
 // Reading and writing one setting file, and changing one from a second thread.
 import Glibc
 import KVMKit
+import Synchronization
 
 func readSetting(_ path: String) -> String? {
     guard let text = readText(path, limit: 4096, followSymlinks: false) else { return nil }
@@ -13,62 +14,40 @@ func writeSetting(_ path: String, _ value: String) -> Bool {
     guard fd >= 0 else { return false }
     defer { close(fd) }
     let bytes = Array(value.utf8)
-    let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    return n == bytes.count
+    return SystemIO.write(fd, bytes) == bytes.count
 }
 
 func lastErrno() -> String { Errno(rawValue: Glibc.errno).symbolicName }
 
 /// Writes a setting's values in turn from a second thread until stopped (a host-side change
 /// that lands while the vCPU thread is inside KVM_RUN).  The setting must already be recorded.
-public final class SettingToggler: @unchecked Sendable {
+public final class SettingToggler: Sendable {
     private let path: String
     private let values: [String]
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private var stopping = false
-    private var writes = 0
-    private var thread = pthread_t()
-    private var joined = false
+    private let state = Mutex<(stopping: Bool, writes: Int)>((false, 0))
+    private let thread = Mutex<PosixThread?>(nil)
 
     private init(path: String, values: [String]) {
         self.path = path; self.values = values
-        pthread_mutex_init(lock, nil)
-    }
-
-    deinit {
-        stop()
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
     }
 
     public static func start(path: String, values: [String]) throws(HostSettingError) -> SettingToggler {
         let t = SettingToggler(path: path, values: values)
-        let box = Unmanaged.passRetained(t).toOpaque()
-        let rc = pthread_create(&t.thread, nil, { arg in
-            let me = Unmanaged<SettingToggler>.fromOpaque(arg!).takeRetainedValue()
-            me.loop()
-            return nil
-        }, box)
-        guard rc == 0 else {
-            Unmanaged<SettingToggler>.fromOpaque(box).release()
-            t.joined = true
-            throw HostSettingError(path: path, reason: "cannot start the toggling thread (\(Errno(rawValue: rc).symbolicName))", kind: .unwritable)
+        // The thread holds `t` until its loop ends, which stop() brings about.
+        switch PosixThread.start({ t.loop() }) {
+        case .success(let thread): t.thread.withLock { $0 = thread }
+        case .failure(let e):
+            throw HostSettingError(path: path, reason: "cannot start the toggling thread (\(e.symbolicName))", kind: .unwritable)
         }
         return t
     }
 
     private func loop() {
         var i = 0
-        while true {
-            pthread_mutex_lock(lock)
-            let stop = stopping
-            pthread_mutex_unlock(lock)
-            if stop { return }
+        while !state.withLock({ $0.stopping }) {
             _ = writeSetting(path, values[i % values.count])
             i += 1
-            pthread_mutex_lock(lock)
-            writes = i
-            pthread_mutex_unlock(lock)
+            state.withLock { $0.writes = i }
             usleep(200)
         }
     }
@@ -76,16 +55,9 @@ public final class SettingToggler: @unchecked Sendable {
     /// Stops the thread and returns how many writes it made.  Idempotent.
     @discardableResult
     public func stop() -> Int {
-        pthread_mutex_lock(lock)
-        stopping = true
-        pthread_mutex_unlock(lock)
-        if !joined {
-            pthread_join(thread, nil)
-            joined = true
-        }
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        return writes
+        state.withLock { $0.stopping = true }
+        thread.withLock { $0?.join() }
+        return state.withLock { $0.writes }
     }
 }
 

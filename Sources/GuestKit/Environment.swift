@@ -52,33 +52,46 @@ public enum GuestEnvironment {
 
     static func installIDT(in memory: GuestMemory) throws {
         memory.write(handlers.bytes, at: GuestLayout.handlers)
+        memory.write(idtImage, at: GuestLayout.idt)
+    }
+
+    /// The 256 gates (4 KiB), built once per process: every guest gets the same table.
+    static let idtImage: [UInt8] = {
+        var image: [UInt8] = []
+        image.reserveCapacity(256 * 16)
         for vector in 0..<256 {
-            let target = handlers.address("vector_\(vector)")
+            let target = handlerEntry(vector: vector)
             // 64-bit interrupt gate, present, DPL3 so `int n`/`int3` work from ring 3.
             let low = (target & 0xFFFF) | UInt64(GuestLayout.kernelCode) << 16 | UInt64(0xEE) << 40
                 | (target >> 16 & 0xFFFF) << 48
-            memory.store(low, at: GuestLayout.idt + UInt64(vector * 16))
-            memory.store(target >> 32, at: GuestLayout.idt + UInt64(vector * 16 + 8))
+            for word in [low, target >> 32] { for i in 0..<8 { image.append(UInt8(truncatingIfNeeded: word >> (8 * UInt64(i)))) } }
         }
-    }
+        return image
+    }()
 
     /// The handler code every guest gets (assembled once; it depends on nothing per guest).
     static let handlers: Program = {
         do { return try handlerProgram() } catch { fatalError("guest IDT handlers do not assemble: \(error)") }
     }()
 
-    /// Where the guest's IDT sends `vector` (its stub's first instruction).
-    public static func handlerEntry(vector: Int) -> UInt64 { handlers.address("vector_\(vector)") }
+    /// Each vector's stub is `stubSize` bytes, in vector order from GuestLayout.handlers.
+    static let stubSize = 16
+
+    /// Where the guest's IDT sends `vector` (its stub's first instruction).  The stubs sit at
+    /// fixed offsets (handlerProgram checks they fit), so no per-vector label is needed.
+    public static func handlerEntry(vector: Int) -> UInt64 { GuestLayout.handlers + UInt64(vector * stubSize) }
 
     /// One stub per vector, then a common handler that reports the frame through the mailbox.
     static func handlerProgram() throws -> Program {
         var a = Assembler(origin: GuestLayout.handlers)
         for vector in 0..<256 {
-            a.label("vector_\(vector)")
             if !vectorsWithErrorCode.contains(vector) { a.push(0) }
             a.push(Int64(vector))
             a.jmp("common")
-            a.align(16)
+            a.align(stubSize)
+            guard a.currentAddress == handlerEntry(vector: vector + 1) else {
+                throw GuestError.assembly(.invalidOperands("IDT stub \(vector) does not fit in \(stubSize) bytes"))
+            }
         }
         let mb = { (offset: Int32) in Ucall.field(offset) }
         // Stack: rax, vector, error, rip, cs, rflags, rsp, ss.

@@ -66,11 +66,10 @@ extension Guest {
         let stubs = GuestLayout.handlers..<GuestLayout.handlers + 256 * 16
         if stubs.contains(address) {
             let vector = (address - GuestLayout.handlers) / 16
-            let exception = GuestException(vector: vector, errorCode: 0, rip: 0, cs: 0, rflags: 0, cr2: 0)
-            names.append("in the guest's IDT stub for \(exception.name)")
+            names.append("in the guest's IDT stub for \(ExceptionVector(vector).name)")
         } else if (GuestLayout.handlers..<GuestLayout.code).contains(address) {
             names.append("in the guest's IDT handler")
         }
-        return "0x" + String(address, radix: 16) + (names.isEmpty ? "" : " (\(names.joined(separator: "/")))")
+        return hex(address) + (names.isEmpty ? "" : " (\(names.joined(separator: "/")))")
     }
 }

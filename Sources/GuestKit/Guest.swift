@@ -43,40 +43,35 @@ public enum GuestEvent: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .sync(let stage, let values):
-            return "ucall SYNC stage \(stage) values [" + values.map { "0x" + String($0, radix: 16) }.joined(separator: ", ") + "]"
+            return "ucall SYNC stage \(stage) values [" + values.map { hex($0) }.joined(separator: ", ") + "]"
         case .done: return "ucall DONE"
         case .exception(let e): return "guest \(e)"
-        case .guestFailure(let id, let v): return "guest assertion \(id) failed (value 0x\(String(v, radix: 16)))"
+        case .guestFailure(let id, let v): return "guest assertion \(id) failed (value \(hex(v)))"
         case .exit(let x): return x.description
         }
     }
 }
 
 public struct GuestException: Equatable, Sendable, CustomStringConvertible {
-    public let vector: UInt64
+    public let vector: ExceptionVector
     public let errorCode: UInt64
     public let rip: UInt64
     public let cs: UInt64
     public let rflags: UInt64
     public let cr2: UInt64
     /// For #DB: DR6 as the handler read it (nil for other vectors, or when recording is off).
-    public let dr6: UInt64?
+    public let dr6: DR6?
 
-    public init(vector: UInt64, errorCode: UInt64, rip: UInt64, cs: UInt64, rflags: UInt64, cr2: UInt64, dr6: UInt64? = nil) {
+    public init(vector: ExceptionVector, errorCode: UInt64, rip: UInt64, cs: UInt64, rflags: UInt64, cr2: UInt64, dr6: DR6? = nil) {
         self.vector = vector; self.errorCode = errorCode; self.rip = rip; self.cs = cs; self.rflags = rflags
         self.cr2 = cr2; self.dr6 = dr6
     }
 
-    public var name: String {
-        let names: [UInt64: String] = [0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM",
-                                       8: "#DF", 10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF",
-                                       17: "#AC", 18: "#MC", 19: "#XM", 21: "#CP"]
-        return names[vector] ?? "vector \(vector)"
-    }
+    public var name: String { vector.name }
 
     public var description: String {
-        "exception \(name) (vector \(vector)) error 0x\(String(errorCode, radix: 16)) at rip 0x\(String(rip, radix: 16)) cs 0x\(String(cs, radix: 16))"
-            + (dr6.map { ", DR6 \(DR6($0))" } ?? "")
+        "exception \(name) (vector \(vector.number)) error \(hex(errorCode)) at rip \(hex(rip)) cs \(hex(cs))"
+            + (dr6.map { ", DR6 \($0)" } ?? "")
     }
 }
 
@@ -161,27 +156,11 @@ public final class Guest {
         case .done: return .done
         case .exception:
             let dr6 = memory.load(UInt64.self, at: mb + UInt64(Ucall.debugStatus))
-            return .exception(GuestException(vector: values[0], errorCode: values[1], rip: values[2], cs: values[3],
-                                             rflags: values[4], cr2: values[5], dr6: values[0] == 1 && dr6 != 0 ? dr6 : nil))
+            return .exception(GuestException(vector: ExceptionVector(values[0]), errorCode: values[1], rip: values[2], cs: values[3],
+                                             rflags: values[4], cr2: values[5], dr6: values[0] == 1 && dr6 != 0 ? DR6(dr6) : nil))
         case .fail: return .guestFailure(id: memory.load(UInt64.self, at: mb + UInt64(Ucall.stage)), value: values[0])
         case nil: return .exit(exit)
         }
-    }
-
-    /// Runs to the next event, which must be `ucallSync(stage, …)`; returns its values.
-    @discardableResult
-    public func expectSync(_ stage: UInt64) throws -> [UInt64] {
-        let event = try next()
-        guard case .sync(stage, let values) = event else {
-            throw GuestError.unexpectedEvent(expected: "ucall SYNC stage \(stage)", observed: event)
-        }
-        return values
-    }
-
-    /// Runs to the next event, which must be `ucallDone()`.
-    public func expectDone() throws {
-        let event = try next()
-        guard event == .done else { throw GuestError.unexpectedEvent(expected: "ucall DONE", observed: event) }
     }
 
     /// Whether the guest's #DB handler reads DR6 (into GuestException.dr6) and resets it.

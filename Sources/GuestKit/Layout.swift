@@ -4,8 +4,7 @@ public enum GuestLayout {
     public static let memorySize = 4 << 20
     public static let pml4: UInt64 = 0x1000
     public static let pdpt: UInt64 = 0x2000
-    /// Two page directories map the first 2 GiB with 2 MiB pages.
-    public static let pageDirectories: UInt64 = 0x3000
+    // 0x3000-0x4fff: two page directories (pml4 + 0x2000) map the first 2 GiB with 2 MiB pages.
     public static let gdt: UInt64 = 0x5000
     public static let tss: UInt64 = 0x5800
     public static let idt: UInt64 = 0x6000

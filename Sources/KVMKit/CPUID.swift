@@ -9,6 +9,10 @@ public struct CPUIDFeature: Sendable, Equatable, CustomStringConvertible {
     public let register: Register
     public let bit: UInt32
 
+    public init(name: String, leaf: UInt32, subleaf: UInt32, register: Register, bit: UInt32) {
+        self.name = name; self.leaf = leaf; self.subleaf = subleaf; self.register = register; self.bit = bit
+    }
+
     public static let shadowStack = CPUIDFeature(name: "SHSTK", leaf: 7, subleaf: 0, register: .ecx, bit: 7)
     public static let rdtscp = CPUIDFeature(name: "RDTSCP", leaf: 0x8000_0001, subleaf: 0, register: .edx, bit: 27)
 

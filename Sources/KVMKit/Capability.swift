@@ -14,16 +14,10 @@ public struct Capability: Hashable, Sendable, CustomStringConvertible {
 
     public static let irqchip = Capability(Int(KVM_CAP_IRQCHIP), name: "KVM_CAP_IRQCHIP")
     public static let setGuestDebug = Capability(Int(KVM_CAP_SET_GUEST_DEBUG), name: "KVM_CAP_SET_GUEST_DEBUG")
-    public static let vcpuEvents = Capability(Int(KVM_CAP_VCPU_EVENTS), name: "KVM_CAP_VCPU_EVENTS")
     public static let debugRegs = Capability(Int(KVM_CAP_DEBUGREGS), name: "KVM_CAP_DEBUGREGS")
     public static let oneReg = Capability(Int(KVM_CAP_ONE_REG), name: "KVM_CAP_ONE_REG")
     public static let syncRegs = Capability(Int(KVM_CAP_SYNC_REGS), name: "KVM_CAP_SYNC_REGS")
-    public static let immediateExit = Capability(Int(KVM_CAP_IMMEDIATE_EXIT), name: "KVM_CAP_IMMEDIATE_EXIT")
     public static let setGuestDebug2 = Capability(Int(KVM_CAP_SET_GUEST_DEBUG2), name: "KVM_CAP_SET_GUEST_DEBUG2")
-    public static let disableQuirks2 = Capability(Int(KVM_CAP_DISABLE_QUIRKS2), name: "KVM_CAP_DISABLE_QUIRKS2")
-    public static let x86SMM = Capability(Int(KVM_CAP_X86_SMM), name: "KVM_CAP_X86_SMM")
-    public static let vmTypes = Capability(Int(KVM_CAP_VM_TYPES), name: "KVM_CAP_VM_TYPES")
-    public static let getMSRFeatures = Capability(Int(KVM_CAP_GET_MSR_FEATURES), name: "KVM_CAP_GET_MSR_FEATURES")
 }
 
 /// KVM_SYNC_X86_* register classes for kvm_run.kvm_valid_regs / kvm_dirty_regs.
@@ -45,7 +39,7 @@ public struct SyncRegSet: OptionSet, Hashable, Sendable, CustomStringConvertible
         if contains(.events) { names.append("EVENTS") }
         if contains(.conditional) { names.append("CONDITIONAL") }
         let rest = rawValue & ~(SyncRegSet.all.rawValue | SyncRegSet.conditional.rawValue)
-        if rest != 0 { names.append("0x" + String(rest, radix: 16)) }
+        if rest != 0 { names.append(hex(rest)) }
         return names.isEmpty ? "none" : names.joined(separator: "|")
     }
 }
@@ -72,7 +66,7 @@ public struct GuestDebugControl: OptionSet, Hashable, Sendable, CustomStringConv
     public var description: String {
         var names = Self.named.filter { contains($0.0) }.map(\.1)
         let known = Self.named.reduce(UInt32(0)) { $0 | $1.0.rawValue }
-        if rawValue & ~known != 0 { names.append("0x" + String(rawValue & ~known, radix: 16)) }
+        if rawValue & ~known != 0 { names.append(hex(rawValue & ~known)) }
         return names.isEmpty ? "0" : names.joined(separator: "|")
     }
 }

@@ -32,19 +32,23 @@ public struct DR6: Equatable, Hashable, Sendable, CustomStringConvertible {
         if rawValue & 0xFFFF_0000_0000_0000 == 0, rawValue & 0xFFFF_0000 != 0xFFFF_0000 {
             names.append("active-low bits 31:16 not all set")
         }
-        return "0x" + String(rawValue, radix: 16) + " (" + (names.isEmpty ? "no condition" : names.joined(separator: "|")) + ")"
+        return hex(rawValue) + " (" + (names.isEmpty ? "no condition" : names.joined(separator: "|")) + ")"
     }
 }
 
-/// DR7: which of DR0–DR3 are armed, for what access and length.
-public struct DR7: Equatable, Hashable, Sendable, CustomStringConvertible {
+/// DR7: which of DR0–DR3 are armed, for what access and length.  Composable:
+/// `DR7.fixed | DR7.arming(0, .execute) | DR7.arming(1, .write, length: 4)`.
+public struct DR7: OptionSet, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
     public init(_ rawValue: UInt64) { self.rawValue = rawValue }
 
     /// Bit 10 reads as 1; a DR7 with nothing armed.
-    public static let fixed: UInt64 = 0x400
+    public static let fixed = DR7(0x400)
     /// GD: the next MOV to/from any DR raises #DB with DR6.BD.
-    public static let generalDetect: UInt64 = 1 << 13
+    public static let generalDetect = DR7(1 << 13)
+
+    public static func | (lhs: DR7, rhs: DR7) -> DR7 { lhs.union(rhs) }
 
     public enum Access: UInt64, Sendable, CaseIterable, CustomStringConvertible {
         case execute = 0, write = 1, io = 2, readWrite = 3
@@ -79,12 +83,12 @@ public struct DR7: Equatable, Hashable, Sendable, CustomStringConvertible {
     static let lengthCodes: [Int: UInt64] = [1: 0, 2: 1, 8: 2, 4: 3]
 
     /// The DR7 bits arming DRn (global enable, as the selftests do), without the fixed bit.
-    public static func arming(_ index: Int, _ access: Access, length: Int = 1, global: Bool = true) -> UInt64 {
+    public static func arming(_ index: Int, _ access: Access, length: Int = 1, global: Bool = true) -> DR7 {
         precondition((0..<4).contains(index), "DR0-DR3 only")
         guard let len = lengthCodes[length] else { preconditionFailure("length must be 1, 2, 4 or 8") }
         precondition(access != .execute || length == 1, "execute breakpoints have length 1")
         let enable: UInt64 = global ? 2 : 1
-        return enable << UInt64(2 * index) | (access.rawValue | len << 2) << UInt64(16 + 4 * index)
+        return DR7(enable << UInt64(2 * index) | (access.rawValue | len << 2) << UInt64(16 + 4 * index))
     }
 
     public var breakpoints: [Breakpoint] {
@@ -97,12 +101,34 @@ public struct DR7: Equatable, Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    public var generalDetectEnabled: Bool { rawValue & Self.generalDetect != 0 }
+    public var generalDetectEnabled: Bool { contains(.generalDetect) }
 
     /// e.g. "0x4000a (G0 execute, G1 write len 4)", "0x400 (nothing armed)".
     public var description: String {
         var parts = breakpoints.map(\.description)
         if generalDetectEnabled { parts.append("GD") }
-        return "0x" + String(rawValue, radix: 16) + " (" + (parts.isEmpty ? "nothing armed" : parts.joined(separator: ", ")) + ")"
+        return hex(rawValue) + " (" + (parts.isEmpty ? "nothing armed" : parts.joined(separator: ", ")) + ")"
     }
+}
+
+/// kvm_guest_debug_arch.debugreg for KVM_SET_GUEST_DEBUG: the host's DR0–DR3 by index, and DR7
+/// (slots 4–6 are unused by x86 KVM).
+public struct GuestDebugRegisters: Equatable, Sendable {
+    /// DRn's address, by n (0–3); unset registers are 0.
+    public var breakpoints: [Int: UInt64]
+    public var dr7: DR7
+
+    public init(_ breakpoints: [Int: UInt64] = [:], dr7: DR7 = DR7(0)) {
+        precondition(breakpoints.keys.allSatisfy((0..<4).contains), "DR0-DR3 only")
+        self.breakpoints = breakpoints
+        self.dr7 = dr7
+    }
+
+    /// DRn on `address`, armed for `access` (and nothing else): the common one-breakpoint case.
+    public static func breakpoint(_ n: Int, at address: UInt64, _ access: DR7.Access = .execute, length: Int = 1) -> Self {
+        GuestDebugRegisters([n: address], dr7: .fixed | .arming(n, access, length: length))
+    }
+
+    /// The eight debugreg slots in uAPI order.
+    var slots: [UInt64] { (0..<4).map { breakpoints[$0] ?? 0 } + [0, 0, 0, dr7.rawValue] }
 }

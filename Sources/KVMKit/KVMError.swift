@@ -55,3 +55,17 @@ func checked(_ result: Int, _ operation: String) throws(KVMError) -> Int {
     if result < 0 { throw KVMError(operation, .failed(errno: Errno(rawValue: CInt(-result)))) }
     return result
 }
+
+/// As `checked`, as a value: the shape of the `try…` calls that probe expected failures.
+@inline(__always)
+func attempt(_ result: Int, _ operation: String) -> Result<Int, KVMError> {
+    result < 0 ? .failure(KVMError(operation, .failed(errno: Errno(rawValue: CInt(-result))))) : .success(result)
+}
+
+extension Result where Failure == KVMError {
+    /// The error of a `try…` call that failed, nil if it succeeded.
+    public var error: KVMError? {
+        if case .failure(let e) = self { return e }
+        return nil
+    }
+}

@@ -33,13 +33,13 @@ public enum VCPUExit: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .io(let io): return "KVM_EXIT_IO(\(io))"
-        case .mmio(let m): return "KVM_EXIT_MMIO(\(m.isWrite ? "write" : "read") 0x\(hex(m.address)) len \(m.data.count))"
+        case .mmio(let m): return "KVM_EXIT_MMIO(\(m.isWrite ? "write" : "read") \(hex(m.address)) len \(m.data.count))"
         case .debug(let d): return "KVM_EXIT_DEBUG(\(d))"
         case .hlt: return "KVM_EXIT_HLT"
         case .shutdown: return "KVM_EXIT_SHUTDOWN (triple fault)"
-        case .failEntry(let why, let cpu): return "KVM_EXIT_FAIL_ENTRY(reason 0x\(hex(why)), cpu \(cpu))"
+        case .failEntry(let why, let cpu): return "KVM_EXIT_FAIL_ENTRY(reason \(hex(why)), cpu \(cpu))"
         case .internalError(let sub, let data):
-            return "KVM_EXIT_INTERNAL_ERROR(suberror \(sub)\(data.isEmpty ? "" : ", data " + data.map { "0x" + hex($0) }.joined(separator: " ")))"
+            return "KVM_EXIT_INTERNAL_ERROR(suberror \(sub)\(data.isEmpty ? "" : ", data " + data.map { hex($0) }.joined(separator: " ")))"
         case .irqWindowOpen: return "KVM_EXIT_IRQ_WINDOW_OPEN"
         case .interrupted: return "KVM_EXIT_INTR"
         case .systemEvent(let t, _): return "KVM_EXIT_SYSTEM_EVENT(type \(t))"
@@ -83,8 +83,8 @@ public struct IOExit: Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        "\(direction == .output ? "out" : "in") port 0x\(hex(UInt64(port))) size \(size)"
-            + (direction == .output ? " value 0x\(hex(UInt64(value)))" : "")
+        "\(direction == .output ? "out" : "in") port \(hex(port)) size \(size)"
+            + (direction == .output ? " value \(hex(value))" : "")
     }
 }
 
@@ -95,21 +95,20 @@ public struct MMIOExit: Equatable, Sendable {
 }
 
 public struct DebugExit: Equatable, Sendable, CustomStringConvertible {
-    public let exception: UInt32
+    public let exception: ExceptionVector
     public let pc: UInt64
-    public let dr6: UInt64
-    public let dr7: UInt64
+    public let dr6: DR6
+    public let dr7: DR7
     /// The 8 bytes right after dr7: the proposed `cr3` field. Meaningful only on a kernel that
     /// fills it (see the debug-cr3 suite's canary rule); otherwise whatever was there before.
     public let cr3Slot: UInt64
 
-    public init(exception: UInt32, pc: UInt64, dr6: UInt64, dr7: UInt64, cr3Slot: UInt64) {
+    public init(exception: ExceptionVector, pc: UInt64, dr6: DR6, dr7: DR7, cr3Slot: UInt64) {
         self.exception = exception; self.pc = pc; self.dr6 = dr6; self.dr7 = dr7; self.cr3Slot = cr3Slot
     }
 
     public var description: String {
-        "exception \(exception) pc 0x\(hex(pc)) dr6 0x\(hex(dr6)) dr7 0x\(hex(dr7))"
+        "exception \(exception) pc \(hex(pc)) dr6 \(dr6) dr7 \(dr7)"
     }
 }
 
-@inline(__always) func hex(_ v: UInt64) -> String { String(v, radix: 16) }

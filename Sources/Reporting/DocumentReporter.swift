@@ -42,6 +42,7 @@ public final class MultiReporter: Reporter {
 
 /// A file a reporter writes to, line by line (flushed), opened before anything runs.
 public final class ReportFile: @unchecked Sendable {
+    // SAFETY: the FILE * from fopen is owned here: used only through stdio, closed once in deinit.
     private let file: UnsafeMutablePointer<FILE>
     public let path: String
 

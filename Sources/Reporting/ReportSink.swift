@@ -54,7 +54,7 @@ public final class ReportSink: @unchecked Sendable {
         guard failure == nil, fd >= 0 else { return }
         var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            let n = SystemIO.write(fd, bytes)
             if n < 0 {
                 if Glibc.errno == EINTR { continue }
                 failure = "write failed: \(Errno(rawValue: Glibc.errno).symbolicName)"

@@ -179,12 +179,22 @@ extension Assembler {
         bytes += raw
     }
 
+    mutating func emitByte(_ byte: UInt8) { bytes.append(byte) }
+
+    mutating func emitRepeated(_ byte: UInt8, count: Int) { bytes.append(contentsOf: repeatElement(byte, count: count)) }
+
+    /// `value`'s low `size` bytes, least significant first, without a temporary array.
+    mutating func appendLittleEndian(_ value: Int64, size: Int) {
+        let bits = UInt64(bitPattern: value)
+        for i in 0..<size { bytes.append(UInt8(truncatingIfNeeded: bits >> (8 * UInt64(i)))) }
+    }
+
     /// Appends a zero placeholder and records a fixup for it; the anchor is
     /// the end of the placeholder, which is the end of every branch.
     mutating func emitLabelField(_ kind: Fixup.Kind, label: String) {
         let size = kind == .rel8 ? 1 : kind == .rel32 ? 4 : 8
         let at = bytes.count
-        bytes += [UInt8](repeating: 0, count: size)
+        emitRepeated(0, count: size)
         fixups.append(Fixup(kind: kind, label: label, at: at, anchor: bytes.count, addend: 0))
     }
 

@@ -103,21 +103,27 @@ struct BenchCommand: ParsableCommand {
             let summary = text.split(separator: "\n").first { $0.hasPrefix("summary:") || $0.hasPrefix("totals:") }
             return summary.flatMap { Double($0.split(separator: " ").last ?? "") }
         }
-        guard let c1 = ir("c", n), let c2 = ir("c", 2 * n), let s1 = ir("swift", n), let s2 = ir("swift", 2 * n) else {
+        guard let r1 = ir("raw", n), let r2 = ir("raw", 2 * n), let c1 = ir("c", n), let c2 = ir("c", 2 * n),
+              let s1 = ir("swift", n), let s2 = ir("swift", 2 * n) else {
             printError("bench: a callgrind run failed; skipping the instruction count")
             return nil
         }
-        return CallgrindCount(exitsPerRun: n, cInstructionsPerExit: (c2 - c1) / Double(n), swiftInstructionsPerExit: (s2 - s1) / Double(n))
+        return CallgrindCount(exitsPerRun: n, rawSyscallInstructionsPerExit: (r2 - r1) / Double(n),
+                              cInstructionsPerExit: (c2 - c1) / Double(n), swiftInstructionsPerExit: (s2 - s1) / Double(n))
     }
 }
 
 struct CallgrindCount: Encodable {
     let exitsPerRun: Int
+    /// A bare `syscall` loop: the floor any userspace pays per exit.
+    let rawSyscallInstructionsPerExit: Double
     let cInstructionsPerExit: Double
     let swiftInstructionsPerExit: Double
     var line: String {
-        "userspace instructions per single-step exit (callgrind, CPL0): C loop \(Int(cInstructionsPerExit.rounded())), "
-            + "Swift layer \(Int(swiftInstructionsPerExit.rounded())) (+\(Int((swiftInstructionsPerExit - cInstructionsPerExit).rounded())))"
+        func n(_ v: Double) -> Int { Int(v.rounded()) }
+        return "userspace instructions per single-step exit (callgrind, CPL0): raw syscall loop \(n(rawSyscallInstructionsPerExit)), "
+            + "C loop \(n(cInstructionsPerExit)) (libc ioctl + errno + hook seam), "
+            + "Swift layer \(n(swiftInstructionsPerExit)) (+\(n(swiftInstructionsPerExit - cInstructionsPerExit)) over C)"
     }
 }
 
@@ -136,6 +142,7 @@ func spawnAndWait(_ path: String, _ args: [String]) -> Int32 {
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    // SAFETY: posix_spawn copies argv; each strdup'd string is freed once, after it returns.
     let argv = ([path] + args).map { strdup($0) } + [nil]
     defer { argv.forEach { free($0) } }
     guard posix_spawn(&pid, path, &actions, nil, argv, environ) == 0 else { return -1 }

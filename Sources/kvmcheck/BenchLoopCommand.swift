@@ -1,11 +1,11 @@
-// `kvmcheck __bench-loop c|swift N`: the loop `bench --callgrind` counts instructions of.
+// `kvmcheck __bench-loop raw|c|swift N`: the loop `bench --callgrind` counts instructions of.
 import ArgumentParser
 import CheckKit
 import CKVM
 import GuestKit
 import KVMKit
 
-/// `kvmcheck __bench-loop c|swift N`: N single-step exits at CPL0 in one loop (for callgrind).
+/// `kvmcheck __bench-loop raw|c|swift N`: N single-step exits at CPL0 in one loop (for callgrind).
 struct BenchLoop: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "__bench-loop", shouldDisplay: false)
     @Argument var kind: String
@@ -13,7 +13,7 @@ struct BenchLoop: ParsableCommand {
     @OptionGroup var device: DeviceOptions
 
     func validate() throws {
-        guard kind == "c" || kind == "swift" else { throw ValidationError("__bench-loop: the kind is c or swift, not \(messageQuoted(kind))") }
+        guard ["raw", "c", "swift"].contains(kind) else { throw ValidationError("__bench-loop: the kind is raw, c or swift, not \(messageQuoted(kind))") }
         guard count > 0 else { throw ValidationError("__bench-loop: the count must be positive") }
     }
 
@@ -23,8 +23,11 @@ struct BenchLoop: ParsableCommand {
                 a.label("loop"); for _ in 0..<8 { a.nop() }; a.jmp("loop")
             }
             try g.vcpu.setGuestDebug([.enable, .singleStep])
-            if kind == "c" { try g.vcpu.runCReferenceLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG)) }
-            else { try g.vcpu.runSwiftLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG)) }
+            switch kind {
+            case "raw": try g.vcpu.runRawSyscallLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG))
+            case "c": try g.vcpu.runCReferenceLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG))
+            default: try g.vcpu.runSwiftLoop(count: count, expecting: UInt32(KVM_EXIT_DEBUG))
+            }
         } catch { fail("\(error)", code: 1) }
     }
 }

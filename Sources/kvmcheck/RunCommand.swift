@@ -37,6 +37,10 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("json"), help: ArgumentHelp("Also write JSON to FILE.", valueName: "FILE"))
     var jsonFile: String?
 
+    @Option(name: .customLong("race-seconds"), parsing: .unconditional,
+            help: "Seconds each timed race (sync-regs-upstream/race_*) runs (default 0.1; upstream's sync_regs_test runs 2).")
+    var raceSeconds: Double = Double(CheckSettings.defaultRaceMilliseconds) / 1000
+
     @Option(help: "Checks run at once (default: the number of cores); exclusive checks always run alone.")
     var jobs: Int?
 
@@ -48,6 +52,9 @@ struct Run: ParsableCommand {
         guard tapVersion == 13 || tapVersion == 14 else { throw ValidationError("--tap-version must be 13 or 14") }
         if let problem = Runner.timeoutProblem(timeout) { throw ValidationError(problem) }
         if let jobs, !(1...256).contains(jobs) { throw ValidationError("--jobs must be between 1 and 256, not \(jobs)") }
+        guard raceSeconds.isFinite, raceSeconds >= 0.001, raceSeconds < timeout else {
+            throw ValidationError("--race-seconds must be at least 0.001 and below --timeout (\(timeout)), not \(raceSeconds)")
+        }
     }
 
     /// stdout in --format, plus every requested file; files are opened before anything runs.
@@ -90,7 +97,8 @@ struct Run: ParsableCommand {
         let plan: [(Suite, [CheckInstance])]
         do { plan = try select(try selectionOptions.selection(), from: suites) } catch { fail("\(error)") }
         let expectations = loadExpectations()
-        let settings = try device.resolvedSettings()
+        var settings = try device.resolvedSettings()
+        settings.raceMilliseconds = Int((raceSeconds * 1000).rounded())
         let (reporter, sinks) = makeReporter()
         let host = HostInfo.current()
         let system: KVMSystem

@@ -1,3 +1,4 @@
+import KVMKit
 import GuestKit
 // The canary rule for the proposed kvm_debug_exit_arch.cr3 slot: a zero read proves
 // nothing, so the host plants a value no CR3 can have before every KVM_RUN and judges
@@ -28,7 +29,7 @@ enum CR3SlotFinding: Equatable, CustomStringConvertible {
         switch self {
         case .untouched: return "not written (canary intact)"
         case .filled: return "written with the vCPU's CR3"
-        case .overwritten(let v): return "overwritten with 0x\(String(v, radix: 16)) (neither the canary nor CR3)"
+        case .overwritten(let v): return "overwritten with \(hex(v)) (neither the canary nor CR3)"
         }
     }
 }

@@ -16,7 +16,7 @@ let debugCR3Capability = "KVM_CAP_X86_GUEST_DEBUG_CR3"
 let cr3UAPI = [debugCR3Capability, "kvm_debug_exit_arch.cr3", "KVM_EXIT_DEBUG"]
 /// Each check's two "processes": identity maps at roots no other check (and not the
 /// environment's default root) uses, so a CR3 left over from elsewhere cannot match.
-struct CR3Roots {
+private struct CR3Roots {
     let boot: UInt64
     let second: UInt64
     init(check index: Int) {
@@ -30,7 +30,7 @@ struct CR3Roots {
         return o
     }
 }
-let pcide: UInt64 = 1 << 17
+private let pcide: UInt64 = 1 << 17
 
 let debugCR3Suite = Suite(
     "debug-cr3", summary: "CR3 in KVM_EXIT_DEBUG (proposed; cap number configurable)",
@@ -45,8 +45,8 @@ let debugCR3Suite = Suite(
             let verdict = judgeCR3Slot(finding, advertised: advertised.map { $0.value != 0 })
             t.note("\(advertised.map { "KVM_CHECK_EXTENSION(\($0.number)) = \($0.value)" } ?? "no cap number configured"); "
                    + "slot after a single-step exit: \(finding)")
-            try t.expect(verdict.consistent, "kvm_run.debug.arch.cr3 slot (canary 0x\(String(cr3Canary(for: g), radix: 16)) planted before KVM_RUN): \(verdict.summary)",
-                         expected: advertised?.value != 0 && advertised != nil ? "CR3 0x\(String(cr3, radix: 16))" : "canary intact (cap not advertised)",
+            try t.assert(verdict.consistent, "kvm_run.debug.arch.cr3 slot (canary \(hex(cr3Canary(for: g))) planted before KVM_RUN): \(verdict.summary)",
+                         expected: advertised?.value != 0 && advertised != nil ? "CR3 \(hex(cr3))" : "canary intact (cap not advertised)",
                          observed: "\(finding)")
         },
         cr3OnSingleStepCheck,
@@ -65,29 +65,29 @@ public func debugCR3Advertised(_ kvm: KVMSystem, _ settings: CheckSettings) thro
 let needsDebugCR3 = Requirement.proposedCapability(debugCR3Capability)
 
 /// Skips, naming the gap exactly, unless the configured cap is advertised.
-func requireDebugCR3(_ t: CheckContext) throws {
+private func requireDebugCR3(_ t: CheckContext) throws {
     if let why = needsDebugCR3.unmet(t.system, t.settings) { throw Skip(why) }
 }
 
 /// Plants the canary in the cr3 slot, then runs to the next KVM_EXIT_DEBUG.
-func stopWithCanary(_ g: Guest) throws -> DebugStop {
+private func stopWithCanary(_ g: Guest) throws -> DebugStop {
     g.vcpu.debugExitCR3Slot = cr3Canary(for: g)
     return try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG")
 }
 
 /// The exit's cr3 must equal KVM_GET_SREGS.cr3 and the root the "process" runs on.
-func expectCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _ what: String) throws {
+private func assertCR3(_ t: CheckContext, _ g: Guest, _ stop: DebugStop, root: UInt64, _ what: String) throws {
     let sregsCR3 = try g.vcpu.sregs().cr3
     let finding = CR3SlotFinding(slot: stop.exit.cr3Slot, canary: cr3Canary(for: g), cr3: sregsCR3)
-    try t.expect(finding == .filled, "\(what) at \(g.describe(address: stop.exit.pc)): kvm_debug_exit_arch.cr3",
-                 expected: "KVM_GET_SREGS.cr3 0x\(String(sregsCR3, radix: 16))", observed: "\(finding)")
-    try t.expect(sregsCR3 == root, "\(what): KVM_GET_SREGS.cr3", expected: "the loaded root 0x\(String(root, radix: 16))",
-                 observed: "0x\(String(sregsCR3, radix: 16))")
+    try t.assert(finding == .filled, "\(what) at \(g.describe(address: stop.exit.pc)): kvm_debug_exit_arch.cr3",
+                 expected: "KVM_GET_SREGS.cr3 \(hex(sregsCR3))", observed: "\(finding)")
+    try t.assert(sregsCR3 == root, "\(what): KVM_GET_SREGS.cr3", expected: "the loaded root \(hex(root))",
+                 observed: "\(hex(sregsCR3))")
 }
 
 /// Two "processes": at CPL0 the payload itself switches CR3 between the boot root and a
 /// second one; at CPL3 (no MOV CR3) the host switches it between steps.
-func twoProcessGuest(_ t: CheckContext, _ roots: CR3Roots) throws -> Guest {
+private func twoProcessGuest(_ t: CheckContext, _ roots: CR3Roots) throws -> Guest {
     let g = try t.guest(roots.options()) { a in
         a.nop()
         if t.cpl == .cpl0 {
@@ -106,7 +106,7 @@ func twoProcessGuest(_ t: CheckContext, _ roots: CR3Roots) throws -> Guest {
 }
 
 /// At CPL0: the root the payload has loaded when a step stops at `pc`.
-func rootLoaded(at pc: UInt64, in g: Guest, _ roots: CR3Roots) -> UInt64 {
+private func rootLoaded(at pc: UInt64, in g: Guest, _ roots: CR3Roots) -> UInt64 {
     (g.address("inB")..<g.address("inA")).contains(pc) ? roots.second : roots.boot
 }
 
@@ -128,14 +128,14 @@ let cr3OnSingleStepCheck = Check("cr3_on_single_step_two_roots", uapi: cr3UAPI +
         if t.cpl == .cpl3 && step == 4 { try g.setCR3(roots.second) } // the "scheduler" switches process
         let stop = try stopWithCanary(g)
         let payload = GuestLayout.code..<GuestLayout.code + UInt64(g.program.bytes.count)
-        try t.expect(payload.contains(stop.exit.pc), "single-step stop \(step): kvm_debug_exit_arch.pc",
+        try t.assert(payload.contains(stop.exit.pc), "single-step stop \(step): kvm_debug_exit_arch.pc",
                      expected: "inside the stepped payload", observed: g.describe(address: stop.exit.pc))
         let expected = t.cpl == .cpl3 ? (step >= 4 ? roots.second : roots.boot) : rootLoaded(at: stop.exit.pc, in: g, roots)
-        try expectCR3(t, g, stop, root: expected, "single-step stop \(step)")
+        try assertCR3(t, g, stop, root: expected, "single-step stop \(step)")
         seenRoots.insert(expected)
         if stop.exit.pc == g.address("end") { break }
     }
-    try t.expectEqual(seenRoots.count, 2, "distinct roots seen across the steps (both processes)")
+    try t.assertEqual(seenRoots.count, 2, "distinct roots seen across the steps (both processes)")
 }
 
 let cr3OnHWBreakpointCheck = Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_HW_BP"],
@@ -146,11 +146,11 @@ let cr3OnHWBreakpointCheck = Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UA
     let g = try t.guest(roots.options()) { a in a.label("bp"); a.nop(); a.ucallDone() }
     g.installPageTables(root: roots.second)
     let dr7 = DR7.fixed | DR7.arming(0, .execute)
-    try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
+    try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
     for root in [roots.boot, roots.second] {
         try g.setCR3(root)
         try g.setRIP(g.address("bp"))
-        try expectCR3(t, g, try stopWithCanary(g), root: root, "DR0 breakpoint with root 0x\(String(root, radix: 16))")
+        try assertCR3(t, g, try stopWithCanary(g), root: root, "DR0 breakpoint with root \(hex(root))")
     }
 }
 
@@ -165,7 +165,7 @@ let cr3OnSWBreakpointCheck = Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UA
     for root in [roots.boot, roots.second] {
         try g.setCR3(root)
         try g.setRIP(g.address("bp"))
-        try expectCR3(t, g, try stopWithCanary(g), root: root, "int3 with root 0x\(String(root, radix: 16))")
+        try assertCR3(t, g, try stopWithCanary(g), root: root, "int3 with root \(hex(root))")
     }
 }
 
@@ -183,6 +183,6 @@ let cr3KeepsPCIDCheck = Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE
     try g.vcpu.setGuestDebug([.enable, .singleStep])
     for root in [roots.boot | 0x001, roots.second | 0x002] {
         try g.setCR3(root)
-        try expectCR3(t, g, try stopWithCanary(g), root: root, "single-step with CR3 0x\(String(root, radix: 16)) (PCID \(root & 0xFFF))")
+        try assertCR3(t, g, try stopWithCanary(g), root: root, "single-step with CR3 \(hex(root)) (PCID \(root & 0xFFF))")
     }
 }

@@ -13,22 +13,22 @@ import Glibc
 @section("kvmcheck_suites") @used
 let debugCtlEntry: SuiteEntryPoint = { registerSuite(debugCtlSuite) }
 
-let debugCtlMSR: UInt32 = 0x1D9
-let freezeInSMM: UInt64 = 1 << 14
-let legacyBits: [(name: String, bit: UInt64)] = [("LBR", 1 << 0), ("BTF", 1 << 1)]
-let debugCtlUAPI = ["MSR_IA32_DEBUGCTLMSR", "DEBUGCTLMSR_FREEZE_IN_SMM"]
+private let debugCtlMSR: UInt32 = 0x1D9
+private let freezeInSMM: UInt64 = 1 << 14
+private let legacyBits: [(name: String, bit: UInt64)] = [("LBR", 1 << 0), ("BTF", 1 << 1)]
+private let debugCtlUAPI = ["MSR_IA32_DEBUGCTLMSR", "DEBUGCTLMSR_FREEZE_IN_SMM"]
 
 /// The merged rules that reject bit 14 are VMX code; elsewhere they do not apply.
-let vmxRules = Requirement.probe("the kvm_intel (VMX) backend") { _ in
+private let vmxRules = Requirement.probe("the kvm_intel (VMX) backend") { _ in
     let host = HostInfo.current()
     return host.kvmFlavour == "kvm_intel" ? nil
         : "the series' rule is VMX code (vmx_is_valid_debugctl); this KVM backend is \(host.kvmFlavour) on \(host.cpuVendor)"
 }
 
 /// /sys/devices/cpu/freeze_on_smi, or a stand-in file for the harness's tests.
-var freezeOnSMIPath: String { environment("KVMCHECK_FREEZE_ON_SMI") ?? "/sys/devices/cpu/freeze_on_smi" }
+private var freezeOnSMIPath: String { environment("KVMCHECK_FREEZE_ON_SMI") ?? "/sys/devices/cpu/freeze_on_smi" }
 
-let freezeOnSMIWritable = Requirement.probe("writable \(freezeOnSMIPath)") { _ in
+private let freezeOnSMIWritable = Requirement.probe("writable \(freezeOnSMIPath)") { _ in
     let path = freezeOnSMIPath
     guard access(path, F_OK) == 0 else {
         return "no \(path): the CPU PMU driver has no FREEZE_ON_SMI control (Intel core PMU only; CPU vendor here \(HostInfo.current().cpuVendor))"
@@ -53,29 +53,24 @@ let debugCtlSuite: Suite = Suite(
                 a.label("after")
                 readDebugCtlPayload(&a)
             }
-            let event = try g.next()
-            guard case .exception(let e) = event, e.vector == 13 else {
-                throw t.unexpected(event, expected: "#GP at the WRMSR (vmx_is_valid_debugctl rejects bit 14)")
-            }
-            try t.expect(e.rip == g.address("wrmsr"), "RIP of the #GP", expected: g.describe(address: g.address("wrmsr")),
-                         observed: g.describe(address: e.rip))
+            try g.expectException(.gp, at: "wrmsr", because: "vmx_is_valid_debugctl rejects bit 14")
             let after = try guestReadDebugCtl(t, g)
-            try t.expectEqual(after & freezeInSMM, 0, "DEBUGCTL bit 14 the guest reads after the refused WRMSR")
+            try t.assertEqual(after & freezeInSMM, 0, "DEBUGCTL bit 14 the guest reads after the refused WRMSR")
         },
         Check("host_set_msrs_freeze_in_smm_rejected", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS"], requires: [vmxRules],
               killedBy: [.debugctlBit14Accepted, .debugctlBit14Shown, .oneRegWrongMSR]) { t in
             let vcpu = try t.system.createVM().createVCPU()
-            try t.expectEqual(try vcpu.setMSRs([(debugCtlMSR, freezeInSMM)]), 0,
+            try t.assertEqual(try vcpu.setMSRs([(debugCtlMSR, freezeInSMM)]), 0,
                               "MSRs KVM_SET_MSRS processed for DEBUGCTL = bit 14 (0: the write is refused)")
-            try expectHostViewsHideBit14(t, vcpu)
+            try assertHostViewsHideBit14(t, vcpu)
         },
         Check("host_one_reg_freeze_in_smm_einval", uapi: debugCtlUAPI + ["KVM_SET_ONE_REG", "KVM_X86_REG_MSR"],
               requires: [vmxRules, .capability(.oneReg)], killedBy: [.debugctlBit14Accepted, .debugctlBit14Shown, .oneRegWrongMSR]) { t in
             let vcpu = try t.system.createVM().createVCPU()
-            try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(MSR DEBUGCTL, bit 14)") {
+            try t.assertErrno(.invalidArgument, "KVM_SET_ONE_REG(MSR DEBUGCTL, bit 14)") {
                 try vcpu.setOneReg(X86RegID.msr(debugCtlMSR), freezeInSMM)
             }
-            try expectHostViewsHideBit14(t, vcpu)
+            try assertHostViewsHideBit14(t, vcpu)
         },
         hostViewsHideCheck,
         Check("legacy_btf_lbr_accepted_and_views_agree", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG", "RDMSR"],
@@ -83,14 +78,14 @@ let debugCtlSuite: Suite = Suite(
             // vmx_is_valid_debugctl tolerates BTF and LBR (legacy ABI): accepted, kept if supported, else dropped.
             for (name, bit) in legacyBits {
                 let g = try t.guest(GuestOptions(), readDebugCtlPayload)
-                try t.expectEqual(try g.vcpu.setMSRs([(debugCtlMSR, bit)]), 1, "KVM_SET_MSRS(DEBUGCTL = \(name)) processed count")
+                try t.assertEqual(try g.vcpu.setMSRs([(debugCtlMSR, bit)]), 1, "KVM_SET_MSRS(DEBUGCTL = \(name)) processed count")
                 let host = try g.vcpu.getMSR(debugCtlMSR)
-                try t.expect(host == bit || host == 0, "KVM_GET_MSRS(DEBUGCTL) after setting \(name)",
-                             expected: "0x\(String(bit, radix: 16)) (kept) or 0x0 (dropped)", observed: host.map { "0x\(String($0, radix: 16))" } ?? "not returned")
+                try t.assert(host == bit || host == 0, "KVM_GET_MSRS(DEBUGCTL) after setting \(name)",
+                             expected: "\(hex(bit)) (kept) or 0x0 (dropped)", observed: host.map { "\(hex($0))" } ?? "not returned")
                 if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
-                    try t.expectEqual(try g.vcpu.getOneReg(X86RegID.msr(debugCtlMSR)), host ?? 0, "KVM_GET_ONE_REG(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
+                    try t.assertEqual(try g.vcpu.getOneReg(X86RegID.msr(debugCtlMSR)), host ?? 0, "KVM_GET_ONE_REG(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
                 }
-                try t.expectEqual(try guestReadDebugCtl(t, g), host ?? 0, "guest RDMSR(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
+                try t.assertEqual(try guestReadDebugCtl(t, g), host ?? 0, "guest RDMSR(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
                 t.note("\(name): \(host == bit ? "kept" : "dropped")")
             }
         },
@@ -129,11 +124,11 @@ let debugCtlSuite: Suite = Suite(
                 guard case .sync(1, let values) = event, values[0] == UInt64(round) else {
                     if case .guestFailure(_, let value) = event {
                         throw Failure("the guest saw DEBUGCTL.FREEZE_IN_SMM while the host toggled freeze_on_smi",
-                                      expected: "bit 14 clear in every RDMSR", observed: "RDMSR = 0x\(String(value, radix: 16))")
+                                      expected: "bit 14 clear in every RDMSR", observed: "RDMSR = \(hex(value))")
                     }
                     throw t.unexpected(event, expected: "ucall SYNC after round \(round) of 20000 RDMSRs")
                 }
-                try t.expectEqual((try g.vcpu.getMSR(debugCtlMSR) ?? 0) & freezeInSMM, 0, "KVM_GET_MSRS(DEBUGCTL) bit 14 after round \(round)")
+                try t.assertEqual((try g.vcpu.getMSR(debugCtlMSR) ?? 0) & freezeInSMM, 0, "KVM_GET_MSRS(DEBUGCTL) bit 14 after round \(round)")
                 try setting.set(round % 2 == 0 ? "1" : "0")
             }
             try g.expectDone()
@@ -142,7 +137,7 @@ let debugCtlSuite: Suite = Suite(
     ])
 
 /// Reads DEBUGCTL with RDMSR and reports it (ucallSync(2, value)); a #GP is reported by the handler.
-func readDebugCtlPayload(_ a: inout Assembler) {
+private func readDebugCtlPayload(_ a: inout Assembler) {
     a.mov(.ecx, Int64(debugCtlMSR))
     a.rdmsr()
     a.shl(.rdx, 32)
@@ -153,22 +148,18 @@ func readDebugCtlPayload(_ a: inout Assembler) {
 }
 
 /// Runs to the payload's ucallSync(2, DEBUGCTL).
-func guestReadDebugCtl(_ t: CheckContext, _ g: Guest) throws -> UInt64 {
-    let event = try g.next()
-    guard case .sync(2, let values) = event else {
-        throw t.unexpected(event, expected: "the guest's RDMSR(DEBUGCTL) result (the MSR exists on Intel and AMD)")
-    }
-    return values[0]
+private func guestReadDebugCtl(_ t: CheckContext, _ g: Guest) throws -> UInt64 {
+    try g.expectSync(2, because: "the guest's RDMSR(DEBUGCTL) result (the MSR exists on Intel and AMD)")[0]
 }
 
 /// KVM_GET_MSRS and (where available) KVM_GET_ONE_REG must both show bit 14 clear.
-func expectHostViewsHideBit14(_ t: CheckContext, _ vcpu: VCPU) throws {
+private func assertHostViewsHideBit14(_ t: CheckContext, _ vcpu: VCPU) throws {
     let msrs = try vcpu.getMSR(debugCtlMSR)
-    try t.expect(msrs.map { $0 & freezeInSMM == 0 } ?? false, "KVM_GET_MSRS(DEBUGCTL) bit 14",
-                 expected: "clear", observed: msrs.map { "0x\(String($0, radix: 16))" } ?? "MSR not returned")
+    try t.assert(msrs.map { $0 & freezeInSMM == 0 } ?? false, "KVM_GET_MSRS(DEBUGCTL) bit 14",
+                 expected: "clear", observed: msrs.map { "\(hex($0))" } ?? "MSR not returned")
     if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
         let one = try vcpu.getOneReg(X86RegID.msr(debugCtlMSR))
-        try t.expectEqual(one & freezeInSMM, 0, "KVM_GET_ONE_REG(DEBUGCTL) bit 14")
+        try t.assertEqual(one & freezeInSMM, 0, "KVM_GET_ONE_REG(DEBUGCTL) bit 14")
     }
 }
 
@@ -185,13 +176,13 @@ let guestRDMSRHidesCheck = Check("guest_rdmsr_hides_freeze_in_smm", uapi: debugC
     _ = try control.vcpu.setMSRs([(debugCtlMSR, kept.bit)])
     let seen = try guestReadDebugCtl(t, control)
     guard seen & kept.bit != 0 else {
-        throw Skip.cannotObserve("the guest's RDMSR(DEBUGCTL) reads 0x\(String(seen, radix: 16)) although the VMM set \(kept.name), "
+        throw Skip.cannotObserve("the guest's RDMSR(DEBUGCTL) reads \(hex(seen)) although the VMM set \(kept.name), "
                                  + "which KVM_GET_MSRS shows: the guest's view shows no set bit, so a hidden bit 14 cannot be told apart")
     }
     t.note("positive control: the guest's RDMSR shows \(kept.name) set by the VMM")
     let value = try guestReadDebugCtl(t, try t.guest(GuestOptions(), readDebugCtlPayload))
-    t.note("guest RDMSR(DEBUGCTL) = 0x\(String(value, radix: 16))")
-    try t.expectEqual(value & freezeInSMM, 0, "DEBUGCTL bit 14 (FREEZE_IN_SMM) in the guest's RDMSR")
+    t.note("guest RDMSR(DEBUGCTL) = \(hex(value))")
+    try t.assertEqual(value & freezeInSMM, 0, "DEBUGCTL bit 14 (FREEZE_IN_SMM) in the guest's RDMSR")
 }
 
 /// KVM_GET_MSRS / KVM_GET_ONE_REG never show bit 14, whatever happened to an attempt to set it
@@ -205,25 +196,25 @@ let hostViewsHideCheck = Check("host_views_never_show_freeze_in_smm", uapi: debu
     if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
         _ = try? vcpu.setOneReg(X86RegID.msr(debugCtlMSR), kept.bit | freezeInSMM)
     }
-    try expectHostViewsHideBit14(t, vcpu)
+    try assertHostViewsHideBit14(t, vcpu)
 }
 
 /// Bits a VMM may set in DEBUGCTL that a kernel may keep: the positive controls.
-let debugCtlControlBits: [(name: String, bit: UInt64)] = legacyBits
+private let debugCtlControlBits: [(name: String, bit: UInt64)] = legacyBits
 
 /// The first control bit KVM_GET_MSRS shows after KVM_SET_MSRS set it on a fresh vCPU; none:
 /// the views cannot show a set bit, so "bit 14 is hidden" cannot be observed here.
-func requireKeptDebugCtlBit(_ t: CheckContext) throws -> (name: String, bit: UInt64) {
+private func requireKeptDebugCtlBit(_ t: CheckContext) throws -> (name: String, bit: UInt64) {
     var seen: [String] = []
     for (name, bit) in debugCtlControlBits {
         let vcpu = try t.system.createVM().createVCPU()
         _ = try vcpu.setMSRs([(debugCtlMSR, bit)])
         let back = try vcpu.getMSR(debugCtlMSR)
         if let back, back & bit != 0 {
-            t.note("positive control: KVM_GET_MSRS(DEBUGCTL) keeps \(name) (0x\(String(back, radix: 16)))")
+            t.note("positive control: KVM_GET_MSRS(DEBUGCTL) keeps \(name) (\(hex(back)))")
             return (name, bit)
         }
-        seen.append("\(name) -> \(back.map { "0x" + String($0, radix: 16) } ?? "not returned")")
+        seen.append("\(name) -> \(back.map { hex($0) } ?? "not returned")")
     }
     throw Skip.cannotObserve("this kernel keeps no DEBUGCTL bit a VMM sets (KVM_SET_MSRS then KVM_GET_MSRS: "
                              + seen.joined(separator: ", ") + "), so a hidden bit 14 cannot be told from a dropped write")

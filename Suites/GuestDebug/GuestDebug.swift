@@ -10,18 +10,13 @@ import X86Asm
 @section("kvmcheck_suites") @used
 let guestDebugEntry: SuiteEntryPoint = { registerSuite(guestDebugSuite) }
 
-let debugUAPI = ["KVM_SET_GUEST_DEBUG", "KVM_EXIT_DEBUG", "kvm_debug_exit_arch"]
-let needsGuestDebug = Requirement.capability(.setGuestDebug)
-/// A quiet data area for watchpoints (identity-mapped, user-accessible).
-let watched = GuestLayout.data
-
 let guestDebugSuite: Suite = Suite(
     "guest-debug", summary: "KVM_SET_GUEST_DEBUG: single-step, hardware/software breakpoints, injection",
     series: "guestdbg-blockirq", features: guestDebugFeatures, checks: [
         Check("advertised_flags_accepted", uapi: ["KVM_CAP_SET_GUEST_DEBUG2", "KVM_SET_GUEST_DEBUG"],
               requires: [.capability(.setGuestDebug2)], killedBy: [.blockirqRejected]) { t in
             let mask = UInt32(truncatingIfNeeded: try t.system.checkExtension(.setGuestDebug2))
-            t.note("KVM_CAP_SET_GUEST_DEBUG2 = 0x\(String(mask, radix: 16)) (\(GuestDebugControl(rawValue: mask)))")
+            t.note("KVM_CAP_SET_GUEST_DEBUG2 = \(hex(mask)) (\(GuestDebugControl(rawValue: mask)))")
             var rejected: [String] = []
             for bit in (0..<32).map({ UInt32(1) << $0 }) where mask & bit != 0 {
                 // A fresh vCPU per flag: an INJECT_* flag queues an exception the next one would collide with.
@@ -30,7 +25,7 @@ let guestDebugSuite: Suite = Suite(
                     rejected.append("\(GuestDebugControl(rawValue: bit)): \(e.shortName)")
                 }
             }
-            try t.expect(rejected.isEmpty, "KVM_SET_GUEST_DEBUG with ENABLE plus each advertised flag",
+            try t.assert(rejected.isEmpty, "KVM_SET_GUEST_DEBUG with ENABLE plus each advertised flag",
                          expected: "every advertised flag accepted", observed: "rejected: " + rejected.joined(separator: ", "))
         },
         vmmRFLAGSIFSetCheck,
@@ -55,13 +50,10 @@ let guestDebugSuite: Suite = Suite(
             if let interruption { throw t.unexpected(interruption, expected: "single-step exits up to \(g.describe(address: g.address("end")))") }
             for s in stops {
                 let rflags = try g.vcpu.regs().rflags
-                try t.expectEqual(rflags & 0x100, 0, "KVM_GET_REGS rflags.TF at the step stop \(g.describe(address: s.exit.pc))")
+                try t.assertEqual(rflags & 0x100, 0, "KVM_GET_REGS rflags.TF at the step stop \(g.describe(address: s.exit.pc))")
             }
             try g.vcpu.setGuestDebug([])
-            let event = try g.next()
-            guard case .sync(1, let values) = event else {
-                throw t.unexpected(event, expected: "ucall SYNC 1 with the pushed RFLAGS once single-step is off (no #DB may reach the guest)")
-            }
+            let values = try g.expectSync(1, because: "the pushed RFLAGS once single-step is off (no #DB may reach the guest)")
             // The uAPI promises only that KVM_GET_REGS hides the TF it uses (checked above). To
             // step, VMX and SVM set the guest's real RFLAGS.TF, so a guest pushf can see it: a
             // known, documented leak (arch/x86/kvm/x86.c kvm_get_rflags/__kvm_set_rflags; "reduced,
@@ -69,7 +61,7 @@ let guestDebugSuite: Suite = Suite(
             let pushed = values[0]
             t.note(pushed & 0x100 == 0
                    ? "the guest's pushfq saw TF clear (no leak on this kernel)"
-                   : "informational: the guest's pushfq saw RFLAGS 0x\(String(pushed, radix: 16)) with TF set (KVM's stepping TF, a documented leak: x86.c kvm_get_rflags/__kvm_set_rflags, seed 001)")
+                   : "informational: the guest's pushfq saw RFLAGS \(hex(pushed)) with TF set (KVM's stepping TF, a documented leak: x86.c kvm_get_rflags/__kvm_set_rflags, seed 001)")
         },
         hwExecuteBreakpointCheck,
         debugExitDR7Check,
@@ -86,16 +78,16 @@ let guestDebugSuite: Suite = Suite(
             let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")
             try g.setRIP(stop.exit.pc + 1) // what a debugger does after removing its breakpoint
             let values = try g.expectSync(1)
-            try t.expectEqual(values[0], 0x1234, "rbx after resuming past the int3 (the instruction after it ran)")
-            try t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (the #BP belonged to the host)")
+            try t.assertEqual(values[0], 0x1234, "rbx after resuming past the int3 (the instruction after it ran)")
+            try t.assertEqual(g.exceptionCount, 0, "exceptions the guest's handler took (the #BP belonged to the host)")
         },
         Check("inject_bp_reaches_guest", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_BP"],
               requires: [needsGuestDebug], levels: .both, killedBy: [.injectIgnored]) { t in
-            try injectionCheck(t, .injectBP, vector: 3)
+            try injectionCheck(t, .injectBP, vector: .bp)
         },
         Check("inject_db_reaches_guest", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_DB"],
               requires: [needsGuestDebug], levels: .both, killedBy: [.injectIgnored]) { t in
-            try injectionCheck(t, .injectDB, vector: 1)
+            try injectionCheck(t, .injectDB, vector: .db)
         },
         Check("second_injection_before_delivery", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_BP", "KVM_GUESTDBG_INJECT_DB"],
               requires: [needsGuestDebug], informational: true, killedBy: [.injectIgnored]) { t in
@@ -113,7 +105,7 @@ let guestDebugSuite: Suite = Suite(
                 break
             }
             t.note("second KVM_SET_GUEST_DEBUG(INJECT_DB) while #BP pending: \(second); guest received: \(delivered.joined(separator: ", "))")
-            try t.expect(second == "EBUSY" && delivered == ["#BP"], "INJECT_DB while an injected #BP is still pending",
+            try t.assert(second == "EBUSY" && delivered == ["#BP"], "INJECT_DB while an injected #BP is still pending",
                          expected: "EBUSY, and the guest receives only the #BP (x86.c refuses a second pending exception)",
                          observed: "\(second), guest received [\(delivered.joined(separator: ", "))]")
         },
@@ -124,11 +116,11 @@ let guestDebugSuite: Suite = Suite(
             for bit in (0..<32).map({ UInt32(1) << $0 }) where known & bit == 0 {
                 do {
                     try g.vcpu.setGuestDebug(rawControl: GuestDebugControl.enable.rawValue | bit)
-                    accepted.append("0x" + String(bit, radix: 16))
+                    accepted.append(hex(bit))
                 } catch is KVMError {}
             }
             try g.vcpu.setGuestDebug([])
-            try t.expect(accepted.isEmpty, "KVM_SET_GUEST_DEBUG with an undefined control bit (arm64 checks its valid mask; x86 does not)",
+            try t.assert(accepted.isEmpty, "KVM_SET_GUEST_DEBUG with an undefined control bit (arm64 checks its valid mask; x86 does not)",
                          expected: "EINVAL for each of the \(32 - known.nonzeroBitCount) undefined bits",
                          observed: "accepted \(accepted.count): \(accepted.joined(separator: " "))")
         },
@@ -140,29 +132,18 @@ let guestDebugSuite: Suite = Suite(
                 a.ucallDone()
             }
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
             _ = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp while debugging is on (control run)")
-            try g.vcpu.setGuestDebug([], debugRegs: debugRegs(0, g.address("bp"), dr7: dr7))
-            let event = try g.next()
-            guard case .sync(1, _) = event else {
-                throw t.unexpected(event, expected: "ucall SYNC 1: control = 0 disarms the host breakpoint still in debugreg[]")
-            }
-            try t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (none: the breakpoint was the host's)")
+            try g.vcpu.setGuestDebug([], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
+            try g.expectSync(1, because: "control = 0 disarms the host breakpoint still in debugreg[]")
+            try t.assertEqual(g.exceptionCount, 0, "exceptions the guest's handler took (none: the breakpoint was the host's)")
         },
     ])
-
-/// debugreg[] for KVM_SET_GUEST_DEBUG with DRn = address and DR7.
-func debugRegs(_ n: Int, _ address: UInt64, dr7: UInt64) -> [UInt64] {
-    var regs = [UInt64](repeating: 0, count: 8)
-    regs[n] = address
-    regs[7] = dr7
-    return regs
-}
 
 /// A straight line of instructions whose behaviour at this CPL is plain (no port I/O: at CPL3
 /// it depends on IOPL and the TSS bitmap; an exit to userspace is single_step_over_userspace_exit's
 /// subject): cpuid, pushf, and at CPL0 an MSR read and a DR write, which KVM handles itself.
-func steppedLineGuest(_ t: CheckContext) throws -> (Guest, [String]) {
+private func steppedLineGuest(_ t: CheckContext) throws -> (Guest, [String]) {
     var labels: [String] = []
     let g = try t.guest { a in
         func at(_ name: String) { a.label(name); labels.append(name) }
@@ -180,49 +161,6 @@ func steppedLineGuest(_ t: CheckContext) throws -> (Guest, [String]) {
         a.ucallDone()
     }
     return (g, labels)
-}
-
-/// Compares the walk's stop addresses with the instruction boundaries (no step lost or
-/// doubled), then checks each stop is a single-step #DB (exception 1, DR6.BS).
-func expectSteps(_ t: CheckContext, _ g: Guest, _ stops: [DebugStop], _ interruption: GuestEvent?, expectedPCs: [UInt64]) throws {
-    try expectStopAddresses(t, g, stops, interruption, expectedPCs: expectedPCs)
-    for (i, s) in stops.enumerated() {
-        try t.expectEqual(s.exit.exception, 1, "step \(i + 1): kvm_debug_exit_arch.exception (#DB)")
-        try t.expect(DR6(s.exit.dr6).isSingleStep, "step \(i + 1) at \(g.describe(address: s.exit.pc)): kvm_debug_exit_arch.dr6",
-                     expected: "BS (bit 14) set", observed: "\(DR6(s.exit.dr6))")
-    }
-}
-
-func expectStopAddresses(_ t: CheckContext, _ g: Guest, _ stops: [DebugStop], _ interruption: GuestEvent?, expectedPCs: [UInt64]) throws {
-    let seen = stops.map(\.exit.pc)
-    if let interruption {
-        throw Failure("single-step walk interrupted after \(stops.count) stop(s)",
-                      expected: "stops at " + expectedPCs.map(g.describe).joined(separator: ", "),
-                      observed: "stops at [" + seen.map(g.describe).joined(separator: ", ") + "], then \(interruption)")
-    }
-    guard seen != expectedPCs else { return }
-    let i = zip(seen, expectedPCs).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(seen.count, expectedPCs.count)
-    let what: String
-    if i < seen.count, i + 1 < expectedPCs.count, seen[i] == expectedPCs[i + 1] {
-        what = "a step was lost (no stop at \(g.describe(address: expectedPCs[i])))"
-    } else if i > 0, i < seen.count, seen[i] == seen[i - 1] {
-        what = "a step was doubled (two stops at \(g.describe(address: seen[i])))"
-    } else if i == seen.count {
-        what = "the walk ended early"
-    } else {
-        what = "step \(i + 1) stopped elsewhere"
-    }
-    throw Failure("single-step stops do not match the instruction boundaries: \(what)",
-                  expected: expectedPCs.map(g.describe).joined(separator: ", "),
-                  observed: seen.map(g.describe).joined(separator: ", "))
-}
-
-/// Records each field of a KVM_EXIT_DEBUG that says which breakpoint fired (exception, pc,
-/// dr6); dr7 is debug_exit_dr7_equals_debugreg7's subject.
-func verifyDebugExit(_ t: CheckContext, _ g: Guest, _ d: DebugExit, _ what: String, exception: UInt32, pc: UInt64, dr6: DR6) {
-    t.verifyEqual(d.exception, exception, "\(what): kvm_debug_exit_arch.exception")
-    t.verify(d.pc == pc, "\(what): kvm_debug_exit_arch.pc", expected: g.describe(address: pc), observed: g.describe(address: d.pc))
-    t.verify(d.dr6 == dr6.rawValue, "\(what): kvm_debug_exit_arch.dr6", expected: "\(dr6)", observed: "\(DR6(d.dr6))")
 }
 
 /// For each length 1/2/4/8 (on DR0..DR3 in turn): an access just past the watched range must
@@ -255,24 +193,24 @@ func watchpointCheck(_ t: CheckContext, access: DR7.Access) throws {
     }
     for (n, len) in lengths.enumerated() {
         let base = area + UInt64(n * 0x40)
-        let what = "DR\(n) \(access) watchpoint, \(len) byte(s) at 0x\(String(base, radix: 16))"
+        let what = "DR\(n) \(access) watchpoint, \(len) byte(s) at \(hex(base))"
         t.subCase(what) {
             try g.setRIP(g.address("case\(len)"))
             let dr7 = DR7.fixed | DR7.arming(n, access, length: len)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, base, dr7: dr7))
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([n: base], dr7: dr7))
             let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG after the \(len)-byte access (\(what))")
-            t.verify(stop.exit.pc != g.address("inside\(len)"), "\(what): a 1-byte access just past the range",
+            t.expect(stop.exit.pc != g.address("inside\(len)"), "\(what): a 1-byte access just past the range",
                      expected: "no stop", observed: "stopped: the watched range is longer than \(len) byte(s)")
-            verifyDebugExit(t, g, stop.exit, what, exception: 1, pc: g.address("after\(len)"), dr6: DR6.reporting(breakpoints: [n]))
+            expectDebugExit(t, g, stop.exit, what, pc: g.address("after\(len)"), dr6: DR6.reporting(breakpoints: [n]))
             try g.vcpu.setGuestDebug([])
             try g.expectSync(UInt64(len))
         }
     }
-    t.verifyEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host watchpoints must not reach it)")
+    t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host watchpoints must not reach it)")
 }
 
 /// int3 followed by an instruction whose effect shows it ran.
-func int3Guest(_ t: CheckContext) throws -> Guest {
+private func int3Guest(_ t: CheckContext) throws -> Guest {
     try t.guest { a in
         a.mov(.rbx, 0)
         a.label("int3"); a.int3()
@@ -282,7 +220,7 @@ func int3Guest(_ t: CheckContext) throws -> Guest {
     }
 }
 
-func injectionGuest(_ t: CheckContext) throws -> Guest {
+private func injectionGuest(_ t: CheckContext) throws -> Guest {
     try t.guest { a in
         a.ucallSync(1)
         a.label("after")
@@ -292,24 +230,20 @@ func injectionGuest(_ t: CheckContext) throws -> Guest {
 }
 
 /// INJECT_BP / INJECT_DB at a stop: the guest's handler must get that vector at the stop's RIP.
-func injectionCheck(_ t: CheckContext, _ flag: GuestDebugControl, vector: UInt64) throws {
+func injectionCheck(_ t: CheckContext, _ flag: GuestDebugControl, vector: ExceptionVector) throws {
     let g = try injectionGuest(t)
     try g.expectSync(1)
     try g.vcpu.setGuestDebug([.enable, flag])
-    let event = try g.next()
-    guard case .exception(let e) = event else {
-        throw t.unexpected(event, expected: "guest handler entered for vector \(vector) (KVM_GUESTDBG_\(flag))")
-    }
-    try t.expectEqual(e.vector, vector, "vector the guest's handler received for KVM_GUESTDBG_\(flag)")
-    try t.expect(e.rip == g.address("after"), "RIP in the injected exception's frame",
+    let e = try g.expectException(vector, because: "the guest's handler entered for KVM_GUESTDBG_\(flag)")
+    try t.assert(e.rip == g.address("after"), "RIP in the injected exception's frame",
                  expected: g.describe(address: g.address("after")), observed: g.describe(address: e.rip))
     try g.vcpu.setGuestDebug([])
     try g.expectSync(2)
-    try t.expectEqual(g.exceptionCount, 1, "exceptions the guest's handler took (exactly the injected one)")
+    try t.assertEqual(g.exceptionCount, 1, "exceptions the guest's handler took (exactly the injected one)")
 }
 
 /// RFLAGS the guest's own pushfq sees, for KVM_SET_REGS(rflags = 0x2 | bits) at this CPL.
-func guestRFLAGS(_ t: CheckContext, entry bits: UInt64) throws -> UInt64 {
+private func guestRFLAGS(_ t: CheckContext, entry bits: UInt64) throws -> UInt64 {
     var options = GuestOptions()
     options.extraRFLAGS = bits
     let g = try t.guest(options) { a in
@@ -323,19 +257,19 @@ func guestRFLAGS(_ t: CheckContext, entry bits: UInt64) throws -> UInt64 {
 
 /// Each entry value the VMM sets: the vCPU holds it (KVM_GET_REGS before KVM_RUN: what KVM
 /// will inject against) and the guest runs with it (its pushfq): `mask` of both must equal `bits`.
-func verifyEntryRFLAGS(_ t: CheckContext, mask: UInt64, _ cases: [(String, UInt64)]) {
+private func expectEntryRFLAGS(_ t: CheckContext, mask: UInt64, _ cases: [(String, UInt64)]) {
     for (name, bits) in cases {
         t.subCase(name) {
             var options = GuestOptions()
             options.extraRFLAGS = bits
             let held = try t.guest(options) { a in a.ucallDone() }.vcpu.regs().rflags
-            t.verify(held & mask == bits, "\(name): KVM_GET_REGS rflags at \(t.cpl) after KVM_SET_REGS(rflags = 0x\(String(0x2 | bits, radix: 16)))",
-                     expected: "0x\(String(bits, radix: 16)) under mask 0x\(String(mask, radix: 16))",
-                     observed: "0x\(String(held, radix: 16)) (masked 0x\(String(held & mask, radix: 16)))")
+            t.expect(held & mask == bits, "\(name): KVM_GET_REGS rflags at \(t.cpl) after KVM_SET_REGS(rflags = \(hex(0x2 | bits)))",
+                     expected: "\(hex(bits)) under mask \(hex(mask))",
+                     observed: "\(hex(held)) (masked \(hex(held & mask)))")
             let seen = try guestRFLAGS(t, entry: bits)
-            t.verify(seen & mask == bits, "\(name): RFLAGS the guest's pushfq saw at \(t.cpl) after KVM_SET_REGS(rflags = 0x\(String(0x2 | bits, radix: 16)))",
-                     expected: "0x\(String(bits, radix: 16)) under mask 0x\(String(mask, radix: 16))",
-                     observed: "0x\(String(seen, radix: 16)) (masked 0x\(String(seen & mask, radix: 16)))")
+            t.expect(seen & mask == bits, "\(name): RFLAGS the guest's pushfq saw at \(t.cpl) after KVM_SET_REGS(rflags = \(hex(0x2 | bits)))",
+                     expected: "\(hex(bits)) under mask \(hex(mask))",
+                     observed: "\(hex(seen)) (masked \(hex(seen & mask)))")
         }
     }
 }
@@ -345,7 +279,7 @@ func verifyEntryRFLAGS(_ t: CheckContext, mask: UInt64, _ cases: [(String, UInt6
 /// IOPL, relies on it).
 let vmmRFLAGSIFSetCheck = Check("vmm_rflags_if_set_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IF"], levels: .both,
     killedBy: [.vmmRFLAGSDropped]) { t in
-    verifyEntryRFLAGS(t, mask: 0x200, [("IF set", 0x200)])
+    expectEntryRFLAGS(t, mask: 0x200, [("IF set", 0x200)])
 }
 
 /// The guest runs with IF=0 when the VMM clears it (a VMM entering a guest with interrupts off).
@@ -354,16 +288,16 @@ let vmmRFLAGSIFClearCheck = Check("vmm_rflags_if_clear_reaches_guest", uapi: ["K
     // Positive control: the guest's pushfq can show IF set, so a clear IF is not just a default.
     let control = try guestRFLAGS(t, entry: 0x200)
     guard control & 0x200 != 0 else {
-        throw Skip.cannotObserve("the guest does not see IF=1 set by KVM_SET_REGS either (pushfq 0x\(String(control, radix: 16))): a cleared IF cannot be told from a dropped one")
+        throw Skip.cannotObserve("the guest does not see IF=1 set by KVM_SET_REGS either (pushfq \(hex(control))): a cleared IF cannot be told from a dropped one")
     }
-    verifyEntryRFLAGS(t, mask: 0x200, [("IF clear", 0)])
+    expectEntryRFLAGS(t, mask: 0x200, [("IF clear", 0)])
 }
 
 /// The guest runs with the IOPL the VMM set (nothing in kvmcheck relies on it any more: this
 /// says whether a VMM can grant a CPL3 guest port I/O this way).
 let vmmRFLAGSIOPLCheck = Check("vmm_rflags_iopl_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IOPL"], levels: .both,
     killedBy: [.vmmRFLAGSDropped]) { t in
-    verifyEntryRFLAGS(t, mask: 0x3000, [("IOPL 3", 0x3000), ("IOPL 1", 0x1000)])
+    expectEntryRFLAGS(t, mask: 0x3000, [("IOPL 3", 0x3000), ("IOPL 1", 0x1000)])
 }
 
 let singleStepCheck = Check("single_step_stops_after_each_instruction", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
@@ -372,11 +306,11 @@ let singleStepCheck = Check("single_step_stops_after_each_instruction", uapi: de
     try g.vcpu.setGuestDebug([.enable, .singleStep])
     let (stops, interruption) = try g.stepUntil(g.address("end"), limit: labels.count + 2)
     let expected = labels.dropFirst().map(g.address) + [g.address("end")]
-    try expectSteps(t, g, stops, interruption, expectedPCs: expected)
+    try assertSteps(t, g, stops, interruption, expectedPCs: expected)
 }
 
 /// start: nop; bp: nop — the target of the execute-breakpoint checks.
-func breakpointGuest(_ t: CheckContext) throws -> Guest {
+private func breakpointGuest(_ t: CheckContext) throws -> Guest {
     try t.guest { a in
         a.label("start"); a.nop()
         a.label("bp"); a.nop()
@@ -394,15 +328,15 @@ let hwExecuteBreakpointCheck = Check("hw_execute_breakpoint_dr0_to_dr3", uapi: d
         t.subCase("DR\(n) execute breakpoint") {
             try g.setRIP(g.address("start"))
             let dr7 = DR7.fixed | DR7.arming(n, .execute)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, g.address("bp"), dr7: dr7))
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([n: g.address("bp")], dr7: dr7))
             let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp (DR\(n) execute)")
-            verifyDebugExit(t, g, stop.exit, "DR\(n) execute breakpoint", exception: 1, pc: g.address("bp"),
+            expectDebugExit(t, g, stop.exit, "DR\(n) execute breakpoint", pc: g.address("bp"),
                             dr6: DR6.reporting(breakpoints: [n]))
         }
     }
     try g.vcpu.setGuestDebug([])
     try g.expectSync(1)
-    t.verifyEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host breakpoints must not reach it)")
+    t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (host breakpoints must not reach it)")
 }
 
 let singleStepOverExitCheck = Check("single_step_over_userspace_exit", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP", "KVM_EXIT_IO"],
@@ -417,8 +351,8 @@ let singleStepOverExitCheck = Check("single_step_over_userspace_exit", uapi: deb
     }
     try g.vcpu.setGuestDebug([.enable, .singleStep])
     let (stops, interruption) = try g.stepUntil(g.address("end"), limit: 4)
-    try expectStopAddresses(t, g, stops, interruption, expectedPCs: [g.address("after_out"), g.address("end")])
-    try t.expect(stops.first?.portOutputsBefore == 1, "the stepped `out` exits to userspace once, then stops after it",
+    try assertStopAddresses(t, g, stops, interruption, expectedPCs: [g.address("after_out"), g.address("end")])
+    try t.assert(stops.first?.portOutputsBefore == 1, "the stepped `out` exits to userspace once, then stops after it",
                  expected: "1 KVM_EXIT_IO before the first step stop", observed: stops.map(\.description).joined(separator: "; "))
 }
 
@@ -431,14 +365,14 @@ let debugExitDR7Check = Check("debug_exit_dr7_equals_debugreg7", uapi: debugUAPI
         // a distinct length/type on the next register, armed on an address nothing touches.
         let other = (n + 1) % 4
         let dr7 = DR7.fixed | DR7.arming(n, .execute) | DR7.arming(other, .readWrite, length: [1, 2, 4, 8][n])
-        var regs = debugRegs(n, g.address("bp"), dr7: dr7)
-        regs[other] = watched + 0x3000 + UInt64(n * 0x40)
+        var regs = GuestDebugRegisters([n: g.address("bp")], dr7: dr7)
+        regs.breakpoints[other] = watched + 0x3000 + UInt64(n * 0x40)
         t.subCase("DR\(n)") {
             try g.setRIP(g.address("start"))
             try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: regs)
             let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp (DR\(n) execute)")
-            t.verify(stop.exit.dr7 == dr7, "DR\(n): kvm_debug_exit_arch.dr7 (must equal the debugreg[7] set)",
-                     expected: "\(DR7(dr7))", observed: "\(DR7(stop.exit.dr7))")
+            t.expect(stop.exit.dr7 == dr7, "DR\(n): kvm_debug_exit_arch.dr7 (must equal the debugreg[7] set)",
+                     expected: "\(dr7)", observed: "\(stop.exit.dr7)")
         }
     }
 }
@@ -453,6 +387,6 @@ let swBreakpointCheck = Check("sw_breakpoint_exits_at_int3", uapi: debugUAPI + [
     let g = try int3Guest(t)
     try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
     let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")
-    t.verifyEqual(stop.exit.exception, 3, "kvm_debug_exit_arch.exception for int3 (#BP)")
-    t.verifyEqual(stop.exit.pc, g.address("int3"), "kvm_debug_exit_arch.pc (the int3 itself, as debuggers expect)")
+    t.expectEqual(stop.exit.exception, .bp, "kvm_debug_exit_arch.exception for int3 (#BP)")
+    t.expectEqual(stop.exit.pc, g.address("int3"), "kvm_debug_exit_arch.pc (the int3 itself, as debuggers expect)")
 }

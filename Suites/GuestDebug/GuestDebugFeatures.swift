@@ -6,13 +6,6 @@ import X86Asm
 // `kvmcheck caps` rows: each flag is advertised by KVM_CAP_SET_GUEST_DEBUG2's mask and
 // decided, at each CPL, by the checks whose subject it is.
 
-func guestDebugMaskIncludes(_ flag: GuestDebugControl) -> @Sendable (KVMSystem, CheckSettings) -> Bool? {
-    { kvm, _ in
-        guard let mask = try? kvm.checkExtension(.setGuestDebug2), mask != 0 else { return nil }
-        return UInt32(truncatingIfNeeded: mask) & flag.rawValue == flag.rawValue
-    }
-}
-
 /// Each row is decided, at each CPL, by the checks whose subject is that flag.
 let guestDebugFeatures: [Feature] = [
     Feature("KVM_GUESTDBG_SINGLESTEP", advertisement: "KVM_CAP_SET_GUEST_DEBUG2 & SINGLESTEP",

@@ -13,8 +13,8 @@ import X86Asm
 let debugRegsEntry: SuiteEntryPoint = { registerSuite(debugRegsSuite) }
 
 /// The pending vector upstream raises (IRQ_VECTOR).
-let selfIPIVector: Int64 = 0xAA
-let tscDeadlineMSR: Int64 = 0x6E0
+private let selfIPIVector: Int64 = 0xAA
+private let tscDeadlineMSR: Int64 = 0x6E0
 
 let debugRegsSuite = Suite(
     "debug-regs", summary: "debug_regs.c parity: exact exits for host HW breakpoints, BLOCKIRQ steps, host DR7.GD",
@@ -26,14 +26,12 @@ let debugRegsSuite = Suite(
                 a.label("bp"); a.nop()
                 a.ucallDone()
             }
-            var cases = SubCases()
             for n in 0..<4 {
                 try g.setRIP(g.address("start"))
                 try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints],
-                                         debugRegs: debugRegs(n, g.address("bp"), dr7: DR7.fixed | DR7.arming(n, .execute)))
-                expectExit(&cases, g, try g.next(), "DR\(n) execute breakpoint", pc: g.address("bp"), dr6: DR6.reporting(breakpoints: [n]))
+                                         debugRegs: GuestDebugRegisters([n: g.address("bp")], dr7: DR7.fixed | DR7.arming(n, .execute)))
+                expectDebugExit(t, g, try g.next(), "DR\(n) execute breakpoint", pc: g.address("bp"), dr6: DR6.reporting(breakpoints: [n]))
             }
-            try cases.finish(t, "execute breakpoints on DR0-DR3 (upstream INS_HW_BP)")
         },
         Check("write_watchpoint_4_bytes_each_dr", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
               requires: [needsGuestDebug], levels: .both, killedBy: [.debugDR6StatusLost, .debugPCOffByOne]) { t in
@@ -44,15 +42,13 @@ let debugRegsSuite = Suite(
                 a.label("after"); a.nop()
                 a.ucallDone()
             }
-            var cases = SubCases()
             for n in 0..<4 {
                 try g.setRIP(g.address("start"))
                 let dr7 = DR7.fixed | DR7.arming(n, .write, length: 4)
-                try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(n, target, dr7: dr7))
-                expectExit(&cases, g, try g.next(), "DR\(n) 4-byte write watchpoint", pc: g.address("after"),
+                try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([n: target], dr7: dr7))
+                expectDebugExit(t, g, try g.next(), "DR\(n) 4-byte write watchpoint", pc: g.address("after"),
                            dr6: DR6.reporting(breakpoints: [n]))
             }
-            try cases.finish(t, "4-byte write watchpoints on DR0-DR3 (upstream DATA_HW_BP)")
         },
         selfIPIControlCheck,
         setLapicControlCheck,
@@ -80,17 +76,15 @@ let debugRegsSuite = Suite(
             }
             g.recordsDebugStatus = false
             try g.expectSync(1)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: debugRegs(0, 0, dr7: DR7.fixed | DR7.generalDetect))
-            var cases = SubCases()
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: 0], dr7: DR7.fixed | DR7.generalDetect))
             let first = try g.next()
-            expectExit(&cases, g, first, "host DR7.GD, guest mov from DR0", pc: g.address("bd"), dr6: DR6.reporting(registerAccess: true))
+            expectDebugExit(t, g, first, "host DR7.GD, guest mov from DR0", pc: g.address("bd"), dr6: DR6.reporting(registerAccess: true))
             try g.vcpu.setGuestDebug([])
             let rest = first.syncValues.isEmpty ? try g.next() : first // no exit: the guest already went on
-            cases.expect(rest == .sync(stage: 2, values: rest.syncValues), "with debugging off the mov runs and the guest goes on",
+            t.expect(rest == .sync(stage: 2, values: rest.syncValues), "with debugging off the mov runs and the guest goes on",
                          expected: "ucall SYNC 2", observed: "\(rest)")
-            cases.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (the #DB was the host's)")
-            cases.expect((try? g.next()) == .done, "the guest runs to its end (upstream: UCALL_DONE)", expected: "ucall DONE", observed: "not done")
-            try cases.finish(t, "host-owned DR7.GD (upstream DR7.GD)")
+            t.expectEqual(g.exceptionCount, 0, "exceptions the guest's handler took (the #DB was the host's)")
+            t.expect((try? g.next()) == .done, "the guest runs to its end (upstream: UCALL_DONE)", expected: "ucall DONE", observed: "not done")
         },
     ])
 
@@ -99,22 +93,11 @@ extension GuestEvent {
     var syncValues: [UInt64] { if case .sync(_, let v) = self { return v } else { return [] } }
 }
 
-/// Records exception 1, pc and dr6 of one expected KVM_EXIT_DEBUG as three sub-cases.
-func expectExit(_ cases: inout SubCases, _ g: Guest, _ event: GuestEvent, _ what: String, pc: UInt64, dr6: DR6) {
-    guard case .exit(.debug(let d)) = event else {
-        cases.unreached("\(what): KVM_EXIT_DEBUG", expected: "KVM_EXIT_DEBUG at \(g.describe(address: pc))", observed: "\(event)")
-        return
-    }
-    cases.expectEqual(d.exception, 1, "\(what): exception (#DB)")
-    cases.expect(d.pc == pc, "\(what): pc", expected: g.describe(address: pc), observed: g.describe(address: d.pc))
-    cases.expect(d.dr6 == dr6.rawValue, "\(what): dr6", expected: "\(dr6)", observed: "\(DR6(d.dr6))")
-}
-
 enum PendingIRQSource { case selfIPI, setLapic }
 
 /// Upstream's single-step sequence: `sti; xor eax,eax; cpuid; mov ecx,TSC_DEADLINE; wrmsr; cli`.
 /// The wrmsr goes through KVM's fastpath, which must still exit for the step.
-func upstreamStepGuest(_ t: CheckContext, _ pending: PendingIRQSource) throws -> Guest {
+private func upstreamStepGuest(_ t: CheckContext, _ pending: PendingIRQSource) throws -> Guest {
     var options = GuestOptions()
     options.inKernelIRQChip = true
     let g = try t.guest(options) { a in
@@ -140,7 +123,7 @@ func upstreamStepGuest(_ t: CheckContext, _ pending: PendingIRQSource) throws ->
 }
 
 /// KVM_SET_LAPIC with the APIC software-enabled, TPR 0 and `vector` in IRR.
-func markVectorPending(_ vcpu: VCPU, _ vector: Int) throws {
+private func markVectorPending(_ vcpu: VCPU, _ vector: Int) throws {
     var page = try vcpu.lapicRegisters()
     page[0xF0] = 0xFF; page[0xF1] |= 1 // SVR: enabled, spurious 0xFF
     page[0x80] = 0 // TPR
@@ -162,8 +145,8 @@ func pendingIRQControl(_ source: PendingIRQSource) -> Check {
         let (stops, interruption) = try control.stepUntil(control.address("end"), limit: 8)
         let stub = GuestEnvironment.handlerEntry(vector: Int(selfIPIVector))
         var landed = stops.contains { (stub..<stub + 16).contains($0.exit.pc) }
-        if case .exception(let e)? = interruption, e.vector == UInt64(selfIPIVector) { landed = true }
-        try t.expect(landed, "without BLOCKIRQ, stepping from sti delivers the pending vector 0x\(String(selfIPIVector, radix: 16))",
+        if case .exception(let e)? = interruption, e.vector == ExceptionVector(selfIPIVector) { landed = true }
+        try t.assert(landed, "without BLOCKIRQ, stepping from sti delivers the pending vector \(hex(selfIPIVector))",
                      expected: "a step into \(control.describe(address: stub))",
                      observed: "stops at [" + stops.map { control.describe(address: $0.exit.pc) }.joined(separator: ", ") + "]"
                         + (interruption.map { ", then \($0)" } ?? ""))
@@ -176,22 +159,20 @@ let setLapicControlCheck = pendingIRQControl(.setLapic)
 func upstreamStepCheck(_ t: CheckContext, pending: PendingIRQSource) throws {
     let g = try upstreamStepGuest(t, pending)
     try g.vcpu.setGuestDebug([.enable, .singleStep, .blockIRQ])
-    var cases = SubCases()
     let order = ["sti", "xor", "cpuid", "mov_ecx", "wrmsr", "cli", "end"]
     for (i, label) in order.dropLast().enumerated() {
         let next = order[i + 1]
         let event = try g.next()
-        expectExit(&cases, g, event, "step \(i + 1) over \(label)", pc: g.address(next), dr6: DR6.reporting(singleStep: true))
+        expectDebugExit(t, g, event, "step \(i + 1) over \(label)", pc: g.address(next), dr6: DR6.reporting(singleStep: true))
         guard case .exit(.debug) = event else {
             if i + 2 < order.count {
-                cases.unreached("steps \(i + 2)-\(order.count - 1)", expected: "each stops after its instruction", observed: "not reached (the walk left the sequence)")
+                t.expect(false, "steps \(i + 2)-\(order.count - 1)", expected: "each stops after its instruction", observed: "not reached (the walk left the sequence)")
             }
             break
         }
     }
     try g.vcpu.setGuestDebug([])
     let rest = try g.next()
-    cases.expect(rest == .sync(stage: 2, values: rest.syncValues), "after cli, debugging off: no interrupt taken (IF=0)",
+    t.expect(rest == .sync(stage: 2, values: rest.syncValues), "after cli, debugging off: no interrupt taken (IF=0)",
                  expected: "ucall SYNC 2", observed: "\(rest)")
-    try cases.finish(t, "single-step with BLOCKIRQ over upstream's sequence (upstream SINGLE_STEP[0-5])")
 }

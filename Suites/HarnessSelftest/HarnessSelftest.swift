@@ -40,7 +40,7 @@ let harnessSelftestSuite = Suite(
             throw t.unexpected(event, expected: "a guest that keeps running")
         },
         Check("fails_with_details", uapi: []) { t in
-            try t.expectEqual(UInt64(1), UInt64(2), "a value that is # not what it should be")
+            try t.assertEqual(UInt64(1), UInt64(2), "a value that is # not what it should be")
         },
         Check("skips", uapi: []) { _ in throw Skip("KVM_CAP_NOTHING (0) absent") },
         Check("informational_finding", uapi: [], informational: true) { _ in
@@ -84,20 +84,29 @@ let harnessSelftestSuite = Suite(
               preconditions: [CheckRef("_harness", harnessPassingPrecondition)]) { t in t.note("body ran") },
         harnessPassingPrecondition,
         Check("reports_every_sub_case", uapi: []) { t in
-            for n in 0..<4 { t.verifyEqual(UInt64(n), 2, "sub-case \(n)") }
+            for n in 0..<4 { t.expectEqual(UInt64(n), 2, "sub-case \(n)") }
             t.subCase("a sub-case that stops early") { throw Failure("stopped", expected: "x", observed: "y") }
             t.note("every sub-case ran")
+        },
+        // "k of n" counts sub-cases, not the comparisons inside one: 2 of 3 fail here, with 4 mismatches.
+        Check("counts_sub_cases_not_comparisons", uapi: []) { t in
+            for n in 0..<3 {
+                t.subCase("DR\(n)") {
+                    t.expectEqual(UInt64(n), 1, "DR\(n): pc")
+                    t.expectEqual(UInt64(n), 1, "DR\(n): dr6")
+                }
+            }
         },
         Check("cannot_be_observed", uapi: []) { _ in throw Skip.cannotObserve("no positive control in the harness") },
     ])
 
 let harnessFailingPrecondition = Check("failing_precondition", uapi: []) { t in
-    try t.expectEqual(UInt64(0xBAD), 0x600D, "the behaviour a dependent relies on")
+    try t.assertEqual(UInt64(0xBAD), 0x600D, "the behaviour a dependent relies on")
 }
 let harnessPassingPrecondition = Check("passing_precondition", uapi: []) { _ in }
 
 /// Appends kmsg-format records to the file the harness's tests name in KVMCHECK_KERNEL_LOG.
-func appendToInjectedKernelLog(_ records: [String]) throws {
+private func appendToInjectedKernelLog(_ records: [String]) throws {
     guard let path = environment("KVMCHECK_KERNEL_LOG"), let f = fopen(path, "a") else {
         throw Skip("KVMCHECK_KERNEL_LOG not set or not writable")
     }
@@ -105,7 +114,7 @@ func appendToInjectedKernelLog(_ records: [String]) throws {
     for r in records { fputs(r + "\n", f) }
 }
 
-func harnessSetting(_ t: CheckContext) throws -> HostSetting {
+private func harnessSetting(_ t: CheckContext) throws -> HostSetting {
     guard let path = environment("KVMCHECK_HARNESS_SETTING") else { throw Skip("KVMCHECK_HARNESS_SETTING not set") }
     return try t.hostSetting(path)
 }

@@ -35,9 +35,9 @@ struct MSRRow: Sendable {
     func secondarySupported(by cpuid: [kvm_cpuid_entry2]) -> Bool { feature2.map { $0.isSet(in: cpuid) } ?? false }
 }
 
-let nonCanonical: UInt64 = 0xAAAA_AAAA_AAAA_AAAA
-let cetReserved: UInt64 = 0x3C0 // bits 9:6
-let cetShstkEnable: UInt64 = 1 << 0, cetEndbrEnable: UInt64 = 1 << 2
+private let nonCanonical: UInt64 = 0xAAAA_AAAA_AAAA_AAAA
+private let cetReserved: UInt64 = 0x3C0 // bits 9:6
+private let cetShstkEnable: UInt64 = 1 << 0, cetEndbrEnable: UInt64 = 1 << 2
 
 func row(_ name: String, _ index: UInt32, _ feature: CPUIDFeature?, _ feature2: CPUIDFeature? = nil, reset: UInt64 = 0,
          write: UInt64, other: UInt64, reserved: UInt64? = nil, hostRefuses: Bool = true) -> MSRRow {

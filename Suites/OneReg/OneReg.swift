@@ -10,17 +10,17 @@ import X86Asm
 let oneRegEntry: SuiteEntryPoint = { registerSuite(oneRegSuite) }
 
 let oneRegCap = Requirement.capability(.oneReg)
-let oneRegUAPI = ["KVM_GET_ONE_REG", "KVM_SET_ONE_REG", "KVM_X86_REG_MSR"]
+private let oneRegUAPI = ["KVM_GET_ONE_REG", "KVM_SET_ONE_REG", "KVM_X86_REG_MSR"]
 
 /// MSRs with a canonical, valid canary each — never the reset value, so a zero-read cannot pass.
-struct MSRCanary: Sendable {
+private struct MSRCanary: Sendable {
     let name: String
     let index: UInt32
     let canary: UInt64
     let other: UInt64
 }
 
-let msrCanaries: [MSRCanary] = [
+private let msrCanaries: [MSRCanary] = [
     MSRCanary(name: "STAR", index: 0xC000_0081, canary: 0x0023_0010_0000_0000, other: 0x001B_0008_0000_0000),
     MSRCanary(name: "LSTAR", index: 0xC000_0082, canary: 0xFFFF_FFFF_8100_1000, other: 0xFFFF_FFFF_8200_2000),
     MSRCanary(name: "CSTAR", index: 0xC000_0083, canary: 0xFFFF_FFFF_8100_3000, other: 0xFFFF_FFFF_8200_4000),
@@ -33,7 +33,7 @@ let msrCanaries: [MSRCanary] = [
 ]
 
 /// The canaries whose MSRs this kernel saves/restores (KVM_GET_MSR_INDEX_LIST).
-func supportedCanaries(_ system: KVMSystem) throws -> [MSRCanary] {
+private func supportedCanaries(_ system: KVMSystem) throws -> [MSRCanary] {
     let listed = Set(try system.msrIndexList())
     return msrCanaries.filter { listed.contains($0.index) }
 }
@@ -51,8 +51,8 @@ let oneRegSuite = Suite(
             if advertised == 0, case .failure(let e) = efer, e.errno == .invalidArgument {
                 throw Skip("KVM_CAP_ONE_REG = 0 and KVM_GET_ONE_REG(EFER) fails with EINVAL: x86 ONE_REG absent (pre-6.18)")
             }
-            try t.expectEqual(vmAdvertised, advertised, "KVM_CHECK_EXTENSION(ONE_REG) on the VM fd vs the system fd")
-            try t.expect(advertised != 0, "KVM_CHECK_EXTENSION(ONE_REG)", expected: "1 (KVM_GET_ONE_REG works)",
+            try t.assertEqual(vmAdvertised, advertised, "KVM_CHECK_EXTENSION(ONE_REG) on the VM fd vs the system fd")
+            try t.assert(advertised != 0, "KVM_CHECK_EXTENSION(ONE_REG)", expected: "1 (KVM_GET_ONE_REG works)",
                          observed: "0 although KVM_GET_ONE_REG works")
             if case .failure(let e) = efer { throw Failure("KVM_GET_ONE_REG(EFER) with KVM_CAP_ONE_REG advertised", expected: "success", observed: "\(e)", ioctl: e.operation, errno: e.errno?.symbolicName) }
         },
@@ -73,7 +73,7 @@ let shstkSupported = Requirement.probe("SHSTK in KVM_GET_SUPPORTED_CPUID") { kvm
 let regListE2BIGCheck = Check("reg_list_short_buffer_e2big_with_count", uapi: ["KVM_GET_REG_LIST"], requires: [oneRegCap],
     killedBy: [.regListE2BIGWithoutCount], positiveControls: [.regListListsSSP]) { t in
     let vcpu = try t.system.createVM().createVCPU()
-    let (result, needed) = vcpu.regList(capacity: 0)
+    let (result, needed) = vcpu.tryRegList(capacity: 0)
     if case .success = result, needed == 0 {
         // The positive control is a list with at least one entry: without one, n = 0 is
         // not a short buffer and the E2BIG path cannot be reached.
@@ -82,11 +82,11 @@ let regListE2BIGCheck = Check("reg_list_short_buffer_e2big_with_count", uapi: ["
     guard case .failure(let e) = result else {
         throw Failure("KVM_GET_REG_LIST(n = 0) with \(needed) register(s) to list", expected: "E2BIG", observed: "success, n = \(needed)")
     }
-    t.verifyEqual(e.errno?.symbolicName ?? "\(e)", "E2BIG", "KVM_GET_REG_LIST(n = 0) errno when registers exist")
-    t.verify(needed > 0, "n written back with E2BIG", expected: "> 0", observed: "\(needed)")
+    t.expectEqual(e.errno?.symbolicName ?? "\(e)", "E2BIG", "KVM_GET_REG_LIST(n = 0) errno when registers exist")
+    t.expect(needed > 0, "n written back with E2BIG", expected: "> 0", observed: "\(needed)")
     if needed > 0 {
-        let (full, again) = vcpu.regList(capacity: Int(needed))
-        t.verify((try? full.get())?.count == Int(needed), "KVM_GET_REG_LIST(n = \(needed))",
+        let (full, again) = vcpu.tryRegList(capacity: Int(needed))
+        t.expect((try? full.get())?.count == Int(needed), "KVM_GET_REG_LIST(n = \(needed))",
                  expected: "success with \(needed) ids", observed: "\(full), n = \(again)")
     }
 }
@@ -96,37 +96,36 @@ let guestSSPAbsentCheck = Check("guest_ssp_absent_without_shstk", uapi: ["KVM_RE
     var options = GuestOptions()
     options.editCPUID = { CPUIDFeature.shadowStack.clear(in: &$0) }
     let g = try t.guest(options) { a in a.ucallDone() }
-    try t.expectErrno(.invalidArgument, "KVM_GET_ONE_REG(GUEST_SSP) on a vCPU without \(CPUIDFeature.shadowStack)") {
+    try t.assertErrno(.invalidArgument, "KVM_GET_ONE_REG(GUEST_SSP) on a vCPU without \(CPUIDFeature.shadowStack)") {
         try g.vcpu.getOneReg(X86RegID.guestSSP)
     }
     // A failing KVM_GET_REG_LIST must not pass as "not listed".
-    let (result, count) = g.vcpu.regList(capacity: 8)
+    let (result, count) = g.vcpu.tryRegList(capacity: 8)
     guard case .success(let listed) = result else {
         throw Failure("KVM_GET_REG_LIST without SHSTK", expected: "success", observed: "\(result)")
     }
-    try t.expect(!listed.contains(X86RegID.guestSSP), "KVM_GET_REG_LIST without SHSTK",
+    try t.assert(!listed.contains(X86RegID.guestSSP), "KVM_GET_REG_LIST without SHSTK",
                  expected: "GUEST_SSP not listed", observed: "listed (n = \(count))")
 }
 
 let regListEntriesReadableCheck = Check("reg_list_entries_readable", uapi: ["KVM_GET_REG_LIST", "KVM_GET_ONE_REG"], requires: [oneRegCap],
     killedBy: [.regListE2BIGWithoutCount, .regListListsSSP]) { t in
     let vcpu = try t.system.createVM().createVCPU()
-    let (_, needed) = vcpu.regList(capacity: 0)
-    let ids = try vcpu.regList(capacity: Int(needed)).result.get()
+    let ids = try vcpu.regList()
     if ids.isEmpty { throw Skip.cannotObserve("KVM_GET_REG_LIST lists no registers on this vCPU (no KVM-defined registers, e.g. no SHSTK)") }
     for id in ids { _ = try vcpu.getOneReg(id) }
-    t.note("read \(ids.count) listed id(s): " + ids.map { "0x" + String($0, radix: 16) }.joined(separator: " "))
+    t.note("read \(ids.count) listed id(s): " + ids.map { hex($0) }.joined(separator: " "))
 }
 
 let oneRegReadsEqualGetMSRsCheck = Check("one_reg_reads_equal_get_msrs", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap],
     killedBy: [.oneRegWrongMSR]) { t in
     let vcpu = try t.system.createVM().createVCPU()
     let msrs = try supportedCanaries(t.system)
-    try t.expect(!msrs.isEmpty, "canary MSRs in KVM_GET_MSR_INDEX_LIST", expected: "at least one", observed: "none")
+    try t.assert(!msrs.isEmpty, "canary MSRs in KVM_GET_MSR_INDEX_LIST", expected: "at least one", observed: "none")
     for m in msrs {
-        try t.expectEqual(try vcpu.setMSRs([(m.index, m.canary)]), 1, "KVM_SET_MSRS(\(m.name) = canary) processed count")
-        try t.expectEqual(try vcpu.getOneReg(X86RegID.msr(m.index)), m.canary, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_MSRS")
-        try t.expectEqual(try vcpu.getMSR(m.index), m.canary, "KVM_GET_MSRS(\(m.name)) after KVM_SET_MSRS")
+        try t.assertEqual(try vcpu.setMSRs([(m.index, m.canary)]), 1, "KVM_SET_MSRS(\(m.name) = canary) processed count")
+        try t.assertEqual(try vcpu.getOneReg(X86RegID.msr(m.index)), m.canary, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_MSRS")
+        try t.assertEqual(try vcpu.getMSR(m.index), m.canary, "KVM_GET_MSRS(\(m.name)) after KVM_SET_MSRS")
     }
     t.note("\(msrs.count) MSRs agree: " + msrs.map(\.name).joined(separator: " "))
 }
@@ -146,9 +145,9 @@ let setOneRegSeenCheck = Check("set_one_reg_seen_by_get_msrs_and_guest_rdmsr", u
     }
     for m in msrs { try g.vcpu.setOneReg(X86RegID.msr(m.index), m.other) }
     for (i, m) in msrs.enumerated() {
-        try t.expectEqual(try g.vcpu.getOneReg(X86RegID.msr(m.index)), m.other, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_ONE_REG")
-        try t.expectEqual(try g.vcpu.getMSR(m.index), m.other, "KVM_GET_MSRS(\(m.name)) after KVM_SET_ONE_REG")
-        try t.expectEqual(try g.expectSync(UInt64(i))[0], m.other, "guest rdmsr(\(m.name)) after KVM_SET_ONE_REG")
+        try t.assertEqual(try g.vcpu.getOneReg(X86RegID.msr(m.index)), m.other, "KVM_GET_ONE_REG(\(m.name)) after KVM_SET_ONE_REG")
+        try t.assertEqual(try g.vcpu.getMSR(m.index), m.other, "KVM_GET_MSRS(\(m.name)) after KVM_SET_ONE_REG")
+        try t.assertEqual(try g.expectSync(UInt64(i))[0], m.other, "guest rdmsr(\(m.name)) after KVM_SET_ONE_REG")
     }
     try g.expectDone()
 }
@@ -158,21 +157,21 @@ let setOneRegNoncanonicalCheck = Check("set_one_reg_rejects_noncanonical", uapi:
     let vcpu = try t.system.createVM().createVCPU()
     let lstar = X86RegID.msr(0xC000_0082)
     try vcpu.setOneReg(lstar, 0xFFFF_FFFF_8100_1000)
-    try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(LSTAR, 0x8000000000000000 non-canonical)") {
+    try t.assertErrno(.invalidArgument, "KVM_SET_ONE_REG(LSTAR, 0x8000000000000000 non-canonical)") {
         try vcpu.setOneReg(lstar, 0x8000_0000_0000_0000)
     }
-    try t.expectEqual(try vcpu.getOneReg(lstar), 0xFFFF_FFFF_8100_1000, "LSTAR after the rejected write")
+    try t.assertEqual(try vcpu.getOneReg(lstar), 0xFFFF_FFFF_8100_1000, "LSTAR after the rejected write")
 }
 
 let guestSSPRoundTripCheck = Check("guest_ssp_round_trips_with_shstk", uapi: ["KVM_REG_GUEST_SSP", "KVM_X86_REG_KVM", "KVM_GET_REG_LIST"],
       requires: [oneRegCap, shstkSupported], killedBy: [.oneRegSSPNotStored]) { t in
     let g = try t.guest { a in a.ucallDone() }
-    let (result, _) = g.vcpu.regList(capacity: 8)
-    try t.expect((try? result.get())?.contains(X86RegID.guestSSP) == true, "KVM_GET_REG_LIST with SHSTK",
-                 expected: "lists GUEST_SSP 0x\(String(X86RegID.guestSSP, radix: 16))", observed: "\(result)")
+    let result = g.vcpu.tryRegList(capacity: 8).result
+    try t.assert((try? result.get())?.contains(X86RegID.guestSSP) == true, "KVM_GET_REG_LIST with SHSTK",
+                 expected: "lists GUEST_SSP \(hex(X86RegID.guestSSP))", observed: "\(result)")
     try g.vcpu.setOneReg(X86RegID.guestSSP, 0x7FFF_0000_1FF8)
-    try t.expectEqual(try g.vcpu.getOneReg(X86RegID.guestSSP), 0x7FFF_0000_1FF8, "GUEST_SSP read back")
-    try t.expectErrno(.invalidArgument, "KVM_SET_ONE_REG(GUEST_SSP, non-canonical)") {
+    try t.assertEqual(try g.vcpu.getOneReg(X86RegID.guestSSP), 0x7FFF_0000_1FF8, "GUEST_SSP read back")
+    try t.assertErrno(.invalidArgument, "KVM_SET_ONE_REG(GUEST_SSP, non-canonical)") {
         try g.vcpu.setOneReg(X86RegID.guestSSP, 0x8000_0000_0000_1000)
     }
 }

@@ -11,7 +11,7 @@ import X86Asm
 @section("kvmcheck_suites") @used
 let pvmGuestDebugEntry: SuiteEntryPoint = { registerSuite(pvmGuestDebugSuite) }
 
-let guestDRUAPI = ["KVM_SET_DEBUGREGS", "KVM_GET_DEBUGREGS", "guest DR0-DR7"]
+private let guestDRUAPI = ["KVM_SET_DEBUGREGS", "KVM_GET_DEBUGREGS", "guest DR0-DR7"]
 
 let pvmGuestDebugSuite: Suite = Suite(
     "pvm-guest-debug", summary: "guest-owned DR7, #DB/#BP delivered to the guest unless the host debugs it",
@@ -22,7 +22,7 @@ let pvmGuestDebugSuite: Suite = Suite(
             // Same as above with DR0/DR7 loaded by KVM_SET_DEBUGREGS at both levels, so a CPL0/CPL3
             // difference is told apart from a MOV-DR/SET_DEBUGREGS difference.
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
-            let g = try guestArmedGuest(t, dr7: dr7, targets: [.label("bp")], viaVMM: true) { a in
+            let g = try guestArmedGuest(t, dr7: dr7, targets: [0: .label("bp")], viaVMM: true) { a in
                 a.label("bp"); a.nop()
                 a.ucallSync(1)
                 a.ucallDone()
@@ -35,7 +35,7 @@ let pvmGuestDebugSuite: Suite = Suite(
         guestInt3Check,
         Check("guest_dr7_gd_raises_db_bd", uapi: guestDRUAPI + ["DR7.GD", "DR6.BD"], levels: .only(.cpl0), killedBy: [.guestDR6ResetOnEntry]) { t in
             let g = try t.guest { a in
-                a.mov(.rax, Int64(DR7.fixed | DR7.generalDetect))
+                a.mov(.rax, Int64((DR7.fixed | .generalDetect).rawValue))
                 a.mov(.dr7, .rax)
                 a.onFault(resumeAt: "after")
                 a.label("access"); a.mov(.rax, .dr0)
@@ -47,19 +47,11 @@ let pvmGuestDebugSuite: Suite = Suite(
                 a.ucallDone()
             }
             g.recordsDebugStatus = false // the handler's own DR6 read would be the access under test
-            let event = try g.next()
-            guard case .exception(let e) = event, e.vector == 1 else {
-                throw t.unexpected(event, expected: "#DB in the guest at the first DR access after setting DR7.GD")
-            }
-            try t.expect(e.rip == g.address("access"), "RIP in the #DB frame (a fault: the DR access itself)",
-                         expected: g.describe(address: g.address("access")), observed: g.describe(address: e.rip))
-            let next = try g.next()
-            guard case .sync(1, let values) = next else {
-                throw t.unexpected(next, expected: "ucall SYNC 1: reading DR6/DR7 in the handler's wake (GD cleared by the #DB)")
-            }
-            try t.expect(DR6(values[0]).isRegisterAccess, "DR6 the guest reads after the GD #DB",
+            try g.expectException(.db, at: "access", because: "the first DR access after setting DR7.GD faults (RIP at the access)")
+            let values = try g.expectSync(1, because: "reading DR6/DR7 in the handler's wake (GD cleared by the #DB)")
+            try t.assert(DR6(values[0]).isRegisterAccess, "DR6 the guest reads after the GD #DB",
                          expected: "BD (bit 13) set", observed: "\(DR6(values[0]))")
-            try t.expect(!DR7(values[1]).generalDetectEnabled, "DR7 the guest reads after the GD #DB",
+            try t.assert(!DR7(values[1]).generalDetectEnabled, "DR7 the guest reads after the GD #DB",
                          expected: "GD clear (the CPU clears it on #DB)", observed: "\(DR7(values[1]))")
         },
         Check("guest_dr7_reads_back", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .only(.cpl0),
@@ -67,33 +59,32 @@ let pvmGuestDebugSuite: Suite = Suite(
             // Armed on addresses nothing touches, so the value is all that matters.
             let value = DR7.fixed | DR7.arming(0, .write, length: 4) | DR7.arming(2, .execute)
             let g = try t.guest { a in
-                a.mov(.rax, Int64(value))
+                a.mov(.rax, Int64(value.rawValue))
                 a.mov(.dr7, .rax)
                 a.mov(.rbx, .dr7)
                 a.ucallSync(1, .rbx)
                 a.ucallDone()
             }
             let seen = try g.expectSync(1)[0]
-            try expectDR7(t, seen, value, "DR7 the guest reads back")
-            try expectDR7(t, try g.vcpu.debugRegs().dr7, value, "KVM_GET_DEBUGREGS.dr7 after the guest wrote DR7")
+            try assertDR7(t, DR7(seen), value, "DR7 the guest reads back")
+            try assertDR7(t, DR7(try g.vcpu.debugRegs().dr7), value, "KVM_GET_DEBUGREGS.dr7 after the guest wrote DR7")
         },
         Check("host_single_step_takes_guest_db", uapi: guestDRUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
               requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both,
               killedBy: [.debugDR6StatusLost, .debugPCOffByOne, .guestDR7NotKept]) { t in
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
-            let g = try guestArmedGuest(t, dr7: dr7, targets: [.label("bp")]) { a in
+            let g = try guestArmedGuest(t, dr7: dr7, targets: [0: .label("bp")]) { a in
                 a.label("start"); a.nop()
                 a.label("bp"); a.nop()
                 a.label("end"); a.ucallSync(1)
                 a.ucallDone()
             }
-            if t.cpl == .cpl0 { try g.expectSync(0) } // past the arming prologue
             try g.vcpu.setGuestDebug([.enable, .singleStep])
             var stops: [DebugStop] = []
             while stops.count < 6, stops.last?.exit.pc != g.address("end") {
                 stops.append(try g.nextDebugStop(expecting: "every #DB (steps and the guest's own DR0 hit) as KVM_EXIT_DEBUG while the host single-steps"))
                 // An instruction breakpoint is a fault: resume with RFLAGS.RF, as a debugger does, or it fires again.
-                if DR6(stops.last!.exit.dr6).breakpointsHit.contains(0) {
+                if stops.last!.exit.dr6.breakpointsHit.contains(0) {
                     var regs = try g.vcpu.regs()
                     regs.rflags |= 1 << 16
                     try g.vcpu.setRegs(regs)
@@ -103,47 +94,45 @@ let pvmGuestDebugSuite: Suite = Suite(
                 }
             }
             // The guest's own DR0 hit must surface as a stop at bp with DR6.B0, not vanish or reach the guest.
-            let hit = stops.contains { $0.exit.pc == g.address("bp") && DR6($0.exit.dr6).breakpointsHit.contains(0) }
-            try t.expect(hit && stops.last?.exit.pc == g.address("end"), "single-step walk over the guest's armed DR0 breakpoint",
+            let hit = stops.contains { $0.exit.pc == g.address("bp") && $0.exit.dr6.breakpointsHit.contains(0) }
+            try t.assert(hit && stops.last?.exit.pc == g.address("end"), "single-step walk over the guest's armed DR0 breakpoint",
                          expected: "a stop at \(g.describe(address: g.address("bp"))) with DR6.B0, then stops up to \(g.describe(address: g.address("end")))",
-                         observed: stops.map { "\(g.describe(address: $0.exit.pc)) dr6 \(DR6($0.exit.dr6))" }.joined(separator: ", "))
+                         observed: stops.map { "\(g.describe(address: $0.exit.pc)) dr6 \($0.exit.dr6)" }.joined(separator: ", "))
             try g.vcpu.setGuestDebug([])
             try g.expectSync(1)
-            try t.expectEqual(g.exceptionCount, 0, "#DBs the guest's handler took while the host was debugging")
+            try t.assertEqual(g.exceptionCount, 0, "#DBs the guest's handler took while the host was debugging")
         },
         Check("host_dr7_hidden_from_guest", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
               requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both, killedBy: [.guestDR7NotKept, .hostDR7Leaks]) { t in
             // Guest and host arm different, never-executed addresses.
             let guestDR7 = DR7.fixed | DR7.arming(3, .execute)
             let hostDR7 = DR7.fixed | DR7.arming(0, .execute) | DR7.arming(1, .write, length: 8)
-            let g = try guestArmedGuest(t, dr7: guestDR7, targets: [.address(0), .address(0), .address(0), .address(watched + 0x800)]) { a in
+            let g = try guestArmedGuest(t, dr7: guestDR7, targets: [3: .address(watched + 0x800)]) { a in
                 a.ucallSync(1)
                 if t.cpl == .cpl0 { a.mov(.rbx, .dr7) }
                 a.ucallSync(2, .rbx)
                 a.ucallDone()
             }
-            if t.cpl == .cpl0 { try g.expectSync(0) }
             try g.expectSync(1)
-            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: [watched + 0x900, watched + 0xA00, 0, 0, 0, 0, 0, hostDR7])
+            try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: watched + 0x900, 1: watched + 0xA00], dr7: hostDR7))
             let seen = try g.expectSync(2)[0]
             if t.cpl == .cpl0 {
-                try expectDR7(t, seen, guestDR7, "DR7 the guest reads while the host debugs it (the guest's own)")
+                try assertDR7(t, DR7(seen), guestDR7, "DR7 the guest reads while the host debugs it (the guest's own)")
             } else { t.note("CPL3 cannot read DR7; only the host's view (KVM_GET_DEBUGREGS) is checked") }
-            try expectDR7(t, try g.vcpu.debugRegs().dr7, guestDR7, "KVM_GET_DEBUGREGS.dr7 while the host debugs the guest (the guest's own)")
+            try assertDR7(t, DR7(try g.vcpu.debugRegs().dr7), guestDR7, "KVM_GET_DEBUGREGS.dr7 while the host debugs the guest (the guest's own)")
         },
         Check("guest_breakpoint_works_after_host_debug", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
               requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both, killedBy: [.guestDR7NotKept]) { t in
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
-            let g = try guestArmedGuest(t, dr7: dr7, targets: [.label("bp")]) { a in
+            let g = try guestArmedGuest(t, dr7: dr7, targets: [0: .label("bp")]) { a in
                 a.ucallSync(1)
                 a.label("bp"); a.nop()
                 a.ucallSync(2)
                 a.ucallDone()
             }
-            if t.cpl == .cpl0 { try g.expectSync(0) }
             // The host debugs for one exit with its own DR0, then hands the registers back.
             try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints],
-                                     debugRegs: debugRegs(0, watched + 0x900, dr7: DR7.fixed | DR7.arming(0, .execute)))
+                                     debugRegs: GuestDebugRegisters([0: watched + 0x900], dr7: DR7.fixed | DR7.arming(0, .execute)))
             try g.expectSync(1)
             try g.vcpu.setGuestDebug([])
             try expectGuestDB(t, g, at: g.address("bp"), dr6: DR6.reporting(breakpoints: [0]),
@@ -153,64 +142,64 @@ let pvmGuestDebugSuite: Suite = Suite(
     ])
 
 /// Where a guest-owned breakpoint points.
-enum BreakpointTarget {
+private enum BreakpointTarget {
     case label(String)
     case address(UInt64)
 }
 
-/// A guest whose own DR0.. and DR7 are armed before `body` runs.  At CPL0 the payload
-/// arms them itself (then ucallSync(0)); at CPL3, where MOV DR faults, the VMM loads them
-/// with KVM_SET_DEBUGREGS, as the guest kernel would have before returning to user mode.
-func guestArmedGuest(_ t: CheckContext, dr7: UInt64, targets: [BreakpointTarget], viaVMM: Bool = false,
+/// A guest whose own DR0–DR3 (by index; the others 0) and DR7 are armed before `body` runs.
+/// At CPL0 the payload arms them itself (then ucallSync(0), which this runs past); at CPL3,
+/// where MOV DR faults, the VMM loads them with KVM_SET_DEBUGREGS, as the guest kernel would
+/// have before returning to user mode.
+private func guestArmedGuest(_ t: CheckContext, dr7: DR7, targets: [Int: BreakpointTarget], viaVMM: Bool = false,
                      _ body: (inout Assembler) -> Void) throws -> Guest {
     let armInGuest = t.cpl == .cpl0 && !viaVMM
+    let registers = 0...(targets.keys.max() ?? 0)
     let g = try t.guest { a in
         if armInGuest {
-            for (n, target) in targets.enumerated() {
-                switch target {
+            for n in registers {
+                switch targets[n] ?? .address(0) {
                 case .label(let l): a.movabs(.rax, label: l)
                 case .address(let v): a.movabs(.rax, v)
                 }
                 a.mov([DebugReg.dr0, .dr1, .dr2, .dr3][n], .rax)
             }
-            a.mov(.rax, Int64(dr7))
+            a.mov(.rax, Int64(dr7.rawValue))
             a.mov(.dr7, .rax)
             a.ucallSync(0)
         }
         body(&a)
     }
-    if !armInGuest {
-        var d = try g.vcpu.debugRegs()
-        var addresses: [UInt64] = targets.map {
-            switch $0 {
-            case .label(let l): return g.address(l)
-            case .address(let v): return v
+    if armInGuest { try g.expectSync(0, because: "the payload's arming prologue") }
+    else {
+        func address(_ n: Int) -> UInt64 {
+            switch targets[n] {
+            case .label(let l)?: return g.address(l)
+            case .address(let v)?: return v
+            case nil: return 0
             }
         }
-        addresses += Array(repeating: 0, count: 4 - addresses.count)
-        d.db = (addresses[0], addresses[1], addresses[2], addresses[3])
-        d.dr7 = dr7
+        var d = try g.vcpu.debugRegs()
+        d.db = (address(0), address(1), address(2), address(3))
+        d.dr7 = dr7.rawValue
         try g.vcpu.setDebugRegs(d)
     }
     return g
 }
 
 /// A DR7 value must equal `expected`; both are shown decoded (which DRs, access, length).
-func expectDR7(_ t: CheckContext, _ seen: UInt64, _ expected: UInt64, _ what: String) throws {
-    try t.expect(seen == expected, what, expected: "\(DR7(expected))", observed: "\(DR7(seen))")
+private func assertDR7(_ t: CheckContext, _ seen: DR7, _ expected: DR7, _ what: String) throws {
+    try t.assert(seen == expected, what, expected: "\(expected)", observed: "\(seen)")
 }
 
-/// The next event must be the guest's own #DB at `rip` with exactly `dr6` (read by its handler).
-func expectGuestDB(_ t: CheckContext, _ g: Guest, at rip: UInt64, dr6: DR6, _ what: String) throws {
-    var event = try g.next()
-    if case .sync(0, _) = event { event = try g.next() } // CPL0 arming prologue done
-    guard case .exception(let e) = event, e.vector == 1 else {
-        throw t.unexpected(event, expected: "#DB in the guest's handler: \(what)")
-    }
-    try t.expect(e.rip == rip, "\(what): RIP in the guest's #DB frame",
-                 expected: g.describe(address: rip), observed: g.describe(address: e.rip))
-    try t.expect(e.dr6 == dr6.rawValue, "\(what): DR6 read by the guest's #DB handler",
-                 expected: "\(dr6)", observed: e.dr6.map { "\(DR6($0))" } ?? "not recorded")
+/// The next event must be the guest's own #DB; its RIP must be `rip` and the DR6 its handler
+/// read exactly `dr6` (both are compared and recorded, and the check goes on).
+private func expectGuestDB(_ t: CheckContext, _ g: Guest, at rip: UInt64, dr6: DR6, _ what: String) throws {
+    let e = try g.expectException(.db, because: "#DB in the guest's handler: \(what)")
+    t.expect(e.rip == rip, "\(what): RIP in the guest's #DB frame",
+             expected: g.describe(address: rip), observed: g.describe(address: e.rip))
+    t.expect(e.dr6 == dr6, "\(what): DR6 read by the guest's #DB handler",
+             expected: "\(dr6)", observed: e.dr6.map { "\($0)" } ?? "not recorded")
 }
 
 let guestExecuteBreakpointsCheck = Check("guest_execute_breakpoints_deliver_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both,
@@ -219,8 +208,7 @@ let guestExecuteBreakpointsCheck = Check("guest_execute_breakpoints_deliver_db",
     // others are compared with, and every register gets its verdict.
     for n in 0..<4 {
         t.subCase("DR\(n)") {
-            let targets: [BreakpointTarget] = (0..<4).map { $0 == n ? .label("bp") : .address(0) }
-            let g = try guestArmedGuest(t, dr7: DR7.fixed | DR7.arming(n, .execute), targets: targets) { a in
+            let g = try guestArmedGuest(t, dr7: DR7.fixed | DR7.arming(n, .execute), targets: [n: .label("bp")]) { a in
                 a.label("bp"); a.nop()
                 a.ucallSync(1)
                 a.ucallDone()
@@ -235,7 +223,7 @@ let guestExecuteBreakpointsCheck = Check("guest_execute_breakpoints_deliver_db",
 let guestWriteWatchpointCheck = Check("guest_write_watchpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both,
     killedBy: [.guestDR7NotKept]) { t in
     let dr7 = DR7.fixed | DR7.arming(1, .write, length: 4)
-    let g = try guestArmedGuest(t, dr7: dr7, targets: [.address(0), .address(watched)]) { a in
+    let g = try guestArmedGuest(t, dr7: dr7, targets: [1: .address(watched)]) { a in
         a.mov(dword: .absolute(watched), 0x1234)
         a.label("after")
         a.ucallSync(1)
@@ -258,11 +246,6 @@ let guestInt3Check = Check("guest_int3_delivers_bp", uapi: ["int3", "#BP"], leve
         a.ucallSync(1)
         a.ucallDone()
     }
-    let event = try g.next()
-    guard case .exception(let e) = event, e.vector == 3 else {
-        throw t.unexpected(event, expected: "#BP in the guest's handler (host debugging is off)")
-    }
-    try t.expect(e.rip == g.address("after"), "RIP in the guest's #BP frame",
-                 expected: g.describe(address: g.address("after")), observed: g.describe(address: e.rip))
+    try g.expectException(.bp, at: "after", because: "#BP in the guest's handler, RIP after the int3 (host debugging is off)")
     try g.expectSync(1)
 }

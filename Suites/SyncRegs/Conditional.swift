@@ -8,7 +8,7 @@ import X86Asm
 // conditional on the exit reason's bit in kvm_run.kvm_save_regs_on_exit (1024 bits after s).
 
 /// A guest that exits once with KVM_EXIT_IO and then with KVM_EXIT_MMIO (a ucall).
-func twoExitGuest(_ t: CheckContext) throws -> Guest {
+private func twoExitGuest(_ t: CheckContext) throws -> Guest {
     try t.guest { a in
         a.mov(.rbx, 0x10)
         a.out(0x80, .al)       // KVM_EXIT_IO
@@ -46,10 +46,10 @@ public enum Bit63Behaviour: Equatable, Sendable {
 public func bit63Behaviour(_ system: KVMSystem) -> Bit63Behaviour {
     do {
         let g = try Guest(system: system, cpl: .cpl0) { a in a.ucallDone() }
-        g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
+        g.vcpu.syncValidRegs = [.regs, .conditional]
         g.vcpu.saveRegsOnExitBitmap = Array(repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
         g.vcpu.poisonSyncRegs(poison)
-        if let error = g.vcpu.runOnce() { return .rejected(error.errno?.symbolicName ?? "\(error)") }
+        if let error = g.vcpu.tryRun().error { return .rejected(error.errno?.symbolicName ?? "\(error)") }
         return uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison } ? .conditional : .ignored
     } catch { return .probeFailed("\(error)") }
 }
@@ -61,15 +61,15 @@ func conditionalSyncCheck(_ t: CheckContext) throws {
     var bitmap = [UInt64](repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
     bitmap[0] = 1 << UInt64(KVM_EXIT_IO)
     g.vcpu.saveRegsOnExitBitmap = bitmap
-    g.vcpu.syncValidRegs = SyncRegSet.regs.rawValue | SyncRegSet.conditional.rawValue
+    g.vcpu.syncValidRegs = [.regs, .conditional]
     g.vcpu.poisonSyncRegs(poison)
     let first = try g.next()
     guard case .exit(.io) = first else { throw t.unexpected(first, expected: "KVM_EXIT_IO from out 0x80") }
-    try t.expectSameBytes(uapiBytes(of: g.vcpu.syncedRegs), uapiBytes(of: try g.vcpu.regs()),
+    try t.assertSameBytes(uapiBytes(of: g.vcpu.syncedRegs), uapiBytes(of: try g.vcpu.regs()),
                           "kvm_run.s.regs on KVM_EXIT_IO (marked in the bitmap)")
     g.vcpu.poisonSyncRegs(poison)
     try g.expectSync(1)
-    try t.expect(uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison }, "kvm_run.s.regs on KVM_EXIT_MMIO (not marked)",
+    try t.assert(uapiBytes(of: g.vcpu.syncedRegs).allSatisfy { $0 == poison }, "kvm_run.s.regs on KVM_EXIT_MMIO (not marked)",
                  expected: "untouched (not synced)", observed: "synced anyway: the bitmap was ignored")
 }
 

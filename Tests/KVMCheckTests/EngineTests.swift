@@ -118,7 +118,7 @@ struct GuestEnvironmentTests {
         }
         let event = try g.next()
         guard case .exception(let e) = event else { Issue.record("expected #GP, got \(event)"); return }
-        #expect(e.vector == 13)
+        #expect(e.vector == .gp)
         #expect(e.rip == g.address("fault") + 5, "rip of the rdmsr (after the 5-byte mov)")
         #expect(e.cs & 3 == 3, "the fault came from ring 3")
         try g.expectDone()

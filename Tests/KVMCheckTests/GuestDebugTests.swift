@@ -10,25 +10,25 @@ import Testing
     @Test func dr7ArmingMatchesTheUpstreamSelftestValues() {
         for i in 0..<4 {
             // debug_regs.c: execute = 1 << (2i+1); write len 4 adds 0x000d0000 << 4i.
-            #expect(DR7.arming(i, .execute) == 1 << UInt64(2 * i + 1))
-            #expect(DR7.arming(i, .write, length: 4) == 1 << UInt64(2 * i + 1) | 0x000d_0000 << UInt64(4 * i))
+            #expect(DR7.arming(i, .execute).rawValue == 1 << UInt64(2 * i + 1))
+            #expect(DR7.arming(i, .write, length: 4).rawValue == 1 << UInt64(2 * i + 1) | 0x000d_0000 << UInt64(4 * i))
         }
-        #expect(DR7.arming(0, .readWrite, length: 8) == 0x000b_0002, "RW=11, LEN=10 (8 bytes)")
-        #expect(DR7.arming(3, .write, length: 2, global: false) == 0x5000_0040, "L3, RW=01, LEN=01")
+        #expect(DR7.arming(0, .readWrite, length: 8).rawValue == 0x000b_0002, "RW=11, LEN=10 (8 bytes)")
+        #expect(DR7.arming(3, .write, length: 2, global: false).rawValue == 0x5000_0040, "L3, RW=01, LEN=01")
     }
 
     @Test func dr7DecodesEveryArmingItEncodes() {
         for n in 0..<4 {
             for access in [DR7.Access.write, .readWrite] {
                 for length in [1, 2, 4, 8] {
-                    let decoded = DR7(DR7.fixed | DR7.arming(n, access, length: length)).breakpoints
+                    let decoded = (DR7.fixed | DR7.arming(n, access, length: length)).breakpoints
                     #expect(decoded == [DR7.Breakpoint(index: n, access: access, length: length, local: false, global: true)])
                 }
             }
-            #expect(DR7(DR7.arming(n, .execute)).breakpoints.map(\.length) == [1])
+            #expect(DR7.arming(n, .execute).breakpoints.map(\.length) == [1])
         }
         #expect(DR7(0x400).description == "0x400 (nothing armed)")
-        #expect(DR7(0x400 | DR7.generalDetect | DR7.arming(1, .write, length: 4)).description == "0xd02408 (G1 write len 4, GD)")
+        #expect((DR7.fixed | .generalDetect | .arming(1, .write, length: 4)).description == "0xd02408 (G1 write len 4, GD)")
     }
 
     @Test func dr6ValuesAndNames() {

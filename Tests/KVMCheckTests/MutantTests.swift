@@ -31,7 +31,9 @@ struct MutantTests {
     /// Check id → outcome of `kvmcheck run` over `suites` (all when empty) with `environment`.
     static func run(_ suites: [String], _ environment: [String: String], only ids: [String] = []) throws -> [String: Outcome] {
         let selection = (suites.isEmpty ? [] : ["--suite", suites.joined(separator: ",")]) + (ids.isEmpty ? [] : ["--filter", ids.joined(separator: ",")])
-        let r = try runProcess(fastKvmcheckBinary, ["run", "--format", "json", "--jobs", "\(Runner.onlineCores)"] + selection,
+        // Races at 1 s (the default 0.1 s samples a tenth as long): sync-regs-invalid-state-entered
+        // must be caught even when every mutant run shares the cores.
+        let r = try runProcess(fastKvmcheckBinary, ["run", "--format", "json", "--race-seconds", "1", "--jobs", "\(Runner.onlineCores)"] + selection,
                                environment: environment)
         let doc = try #require(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
         let checks = try #require(doc["checks"] as? [[String: Any]])

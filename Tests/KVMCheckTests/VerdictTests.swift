@@ -114,6 +114,9 @@ struct VerdictRunTests {
         #expect(r.stdout.contains("message: \"4 of 5 sub-cases failed: sub-case 0; sub-case 1; sub-case 3; a sub-case that stops early: stopped\""),
                 "\(r.stdout)")
         #expect(r.stdout.contains("# every sub-case ran"))
+        let counted = try run("_harness/counts_sub_cases_not_comparisons", "tap")
+        #expect(counted.stdout.contains("message: \"2 of 3 sub-cases failed: DR0: pc; DR0: dr6; DR2: pc; DR2: dr6\""),
+                "k of n counts sub-cases, not the comparisons inside them: \(counted.stdout)")
         #expect(r.lines.contains("    ok 2 - cannot_be_observed # SKIP cannot be observed here: no positive control in the harness"))
     }
 

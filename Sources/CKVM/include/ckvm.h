@@ -26,15 +26,6 @@
 #define KVM_REG_GUEST_SSP 0
 #endif
 
-/* Capabilities newer than Debian 6.1's header. */
-#ifndef KVM_CAP_VM_TYPES
-#define KVM_CAP_VM_TYPES 235
-#endif
-
-/* MSRs used by the suites. */
-#define CKVM_MSR_IA32_DEBUGCTL 0x1d9
-#define CKVM_DEBUGCTL_FREEZE_IN_SMM (1ull << 14)
-
 /*
  * The upstream KVM_X86_REG_* id builders are GNU statement expressions, which
  * Swift cannot import; these inline builders produce the same ids.
@@ -132,6 +123,8 @@ static const unsigned long CKVM_REQ_SET_CPUID2 = KVM_SET_CPUID2;
 /* The C reference exit loop for `kvmcheck bench`: KVM_RUN n times through the same seam the
  * Swift layer uses.  Returns n, or -errno, or -(100000 + exit_reason) on an unexpected exit. */
 long ckvm_bench_run_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason);
+/* The same loop through a bare `syscall` instruction (x86-64 only): the per-exit floor. */
+long ckvm_bench_raw_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason);
 
 /* ===================== ioctl wrappers (non-variadic, >= 0 or -errno) ===================== */
 
@@ -149,7 +142,6 @@ long ckvm_create_vcpu(int vm_fd, unsigned long id);
 long ckvm_set_user_memory_region(int vm_fd, uint32_t slot, uint32_t flags, uint64_t gpa,
                                  uint64_t size, uint64_t hva);
 long ckvm_create_irqchip(int vm_fd);
-long ckvm_enable_cap(int fd, uint32_t cap, uint64_t arg0);
 
 /* vCPU fd */
 long ckvm_run(int vcpu_fd);
