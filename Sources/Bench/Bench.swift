@@ -2,6 +2,7 @@ import CheckKit
 import CKVM
 import Glibc
 import GuestKit
+import KernelDoubles
 import KVMKit
 import Suites
 import X86Asm

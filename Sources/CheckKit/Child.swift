@@ -75,8 +75,11 @@ public enum ChildExecution {
 
     /// Runs the instance; returns the report it wrote (also useful in-process for tests).
     @discardableResult
-    public static func run(_ instance: CheckInstance, settings: CheckSettings, writeTo fd: CInt? = resultDescriptor) -> String {
-        let text = execute(instance, settings: settings).json
+    public static func run(_ instance: CheckInstance, settings: CheckSettings, writeTo fd: CInt? = resultDescriptor,
+                           extraNotes: () -> [String] = { [] }) -> String {
+        var report = execute(instance, settings: settings)
+        report.notes += extraNotes()
+        let text = report.json
         if let fd { _ = text.withCString { cproc_write_all(fd, $0, strlen($0)) } }
         return text
     }

@@ -1,5 +1,6 @@
 import GuestKit
 import KVMKit
+@_exported import MutantIDs
 
 /// A patch series' checks, as one TAP subtest block.
 public struct Suite: Sendable {
@@ -42,13 +43,28 @@ public struct Check: Sendable {
     public let preconditions: [CheckRef]
     /// Runs with no other check at the same time (it changes host state others could see).
     public let exclusive: Bool
+    /// The kernel mutants (KernelDoubles) that must turn this check `not ok`: MutantTests holds
+    /// each mutant to exactly the checks that name it.
+    public let killedBy: [MutantID]
+    /// Why no mutant at the ioctl seam can reach this check (instead of `killedBy`).
+    public let unkillable: String?
+    /// Mutants that make this check's feature indistinguishable from absent: it may turn SKIP
+    /// under them (a check whose precondition a mutant kills may too, without saying so here).
+    public let gapUnder: [MutantID]
+    /// Mutants that fake what this check cannot observe on a kernel without it: they are its
+    /// positive control, under which its SKIP "cannot be observed here" may become a verdict.
+    public let positiveControls: [MutantID]
     public let body: @Sendable (CheckContext) throws -> Void
 
     public init(_ name: String, uapi: [String], requires: [Requirement] = [], preconditions: [CheckRef] = [],
                 levels: PrivilegeLevels = .notApplicable,
-                informational: Bool = false, exclusive: Bool = false, _ body: @escaping @Sendable (CheckContext) throws -> Void) {
+                informational: Bool = false, exclusive: Bool = false,
+                killedBy: [MutantID] = [], unkillable: String? = nil, gapUnder: [MutantID] = [], positiveControls: [MutantID] = [],
+                _ body: @escaping @Sendable (CheckContext) throws -> Void) {
         self.name = name; self.uapi = uapi; self.requirements = requires; self.preconditions = preconditions
-        self.levels = levels; self.informational = informational; self.exclusive = exclusive; self.body = body
+        self.levels = levels; self.informational = informational; self.exclusive = exclusive
+        self.killedBy = killedBy; self.unkillable = unkillable; self.gapUnder = gapUnder; self.positiveControls = positiveControls
+        self.body = body
     }
 }
 

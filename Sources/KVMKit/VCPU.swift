@@ -23,11 +23,9 @@ public final class VCPU {
         self.mmapSize = mmapSize
         // SAFETY: the mapping is KVM_GET_VCPU_MMAP_SIZE (>= one page) bytes long and starts with a kvm_run.
         self.shared = p.bindMemory(to: kvm_run.self, capacity: 1)
-        VCPURegistry.register(fd.rawValue, shared)
     }
 
     deinit {
-        VCPURegistry.register(fd.rawValue, nil)
         // SAFETY: `shared` is the mapping made in init, of `mmapSize` bytes; nothing uses it after this.
         _ = ckvm_munmap(UnsafeMutableRawPointer(shared), mmapSize)
         try? fd.close()

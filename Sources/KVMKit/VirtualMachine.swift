@@ -10,11 +10,9 @@ public final class VirtualMachine {
     init(system: KVMSystem, fd: FileDescriptor) {
         self.system = system
         self.fd = fd
-        VCPURegistry.vmFDs.insert(fd.rawValue)
     }
 
     deinit {
-        VCPURegistry.vmFDs.remove(fd.rawValue)
         try? fd.close()
     }
 

@@ -27,7 +27,8 @@ struct List: ParsableCommand {
         do { plan = try select(try selectionOptions.selection(), from: SuiteRegistry.all(includeHidden: hiddenSuitesEnabled())) } catch { fail("\(error)") }
         if mutants {
             // Each entry wrapped to 120 columns; continuation lines are indented further.
-            for line in MutantCoverage.table(plan.flatMap(\.1)) {
+            if format == .json { return try emitJSON(MutantListing.duties(plan.flatMap(\.1))) }
+            for line in MutantListing.table(plan.flatMap(\.1)) {
                 let lead = String(line.prefix { $0 == " " })
                 wrapped(String(line.dropFirst(lead.count)), first: lead, indent: lead + "      ").forEach(emit)
             }

@@ -8,6 +8,7 @@ import CKVM
 import FoundationEssentials
 import Glibc
 import GuestKit
+import KernelDoubles
 import KVMKit
 import Suites
 
@@ -194,16 +195,16 @@ func activateKernelDoubles(_ settings: CheckSettings) -> String? {
     let names = KernelDoubles.namesFromEnvironment()
     guard !names.isEmpty else { return nil }
     for name in names {
-        guard let d = KernelDoubles.catalog.first(where: { $0.name == name }) else {
+        guard let d = KernelDoubles.named(name) else {
             fail("unknown kernel double '\(name)' in KVMCHECK_MUTANT/KVMCHECK_MODEL (see `kvmcheck list --mutants`)")
         }
-        for model in d.requires where !names.contains(model) {
-            fail("mutant '\(name)' perverts the '\(model)' model: set KVMCHECK_MODEL=\(model) too")
+        for model in d.requires where !names.contains(model.rawValue) {
+            fail("mutant '\(name)' perverts the '\(model.rawValue)' model: set KVMCHECK_MODEL=\(model.rawValue) too")
         }
     }
     KernelDoubles.proposedCapabilities = settings.proposedCapabilities.numbers
     do { try KernelDoubles.activate(names) } catch { fail("\(error)") }
-    let described = names.compactMap { n in KernelDoubles.catalog.first { $0.name == n } }.map { "\($0.kind.rawValue) \($0.name)" }
+    let described = names.compactMap(KernelDoubles.named).map { "\($0.kind) \($0.name)" }
     return "KERNEL DOUBLES ACTIVE (test-only; results describe them, not this kernel): " + described.joined(separator: ", ")
 }
 

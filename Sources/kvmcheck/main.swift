@@ -9,6 +9,7 @@ import CKVM
 import FoundationEssentials
 import Glibc
 import GuestKit
+import KernelDoubles
 import KVMKit
 import Suites
 
@@ -24,7 +25,8 @@ func runChild(_ arguments: ArraySlice<String>) -> Never {
     let all = SuiteRegistry.all(includeHidden: true).flatMap(\.instances)
     guard let instance = all.first(where: { $0.id == invocation.id }) else { fail("no check with id '\(invocation.id)'") }
     activateKernelDoubles(invocation.settings)
-    ChildExecution.run(instance, settings: invocation.settings)
+    // Which mutants changed a call in this check (MutantTests' proof that the others left it alone).
+    ChildExecution.run(instance, settings: invocation.settings, extraNotes: { ActionTrace.note.map { [$0] } ?? [] })
     exit(0)
 }
 

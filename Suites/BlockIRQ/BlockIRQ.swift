@@ -28,7 +28,7 @@ private let singleStepWorks = CheckRef("guest-debug", singleStepCheck)
 /// is delivered before the first instruction, exactly once.
 let lapicIRQDeliveredCheck = Check(
     "pending_lapic_irq_delivered_without_blockirq", uapi: ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC", "KVM_SET_REGS"],
-    requires: [.capability(.irqchip)], preconditions: [ifReachesGuest], levels: .both) { t in
+    requires: [.capability(.irqchip)], preconditions: [ifReachesGuest], levels: .both, killedBy: [.lapicIRRDropped]) { t in
     let g = try pendingIRQGuest(t)
     let e = try g.expectException(ExceptionVector(pendingVector), because: "delivered at entry (IF=1, IRR set with KVM_SET_LAPIC)")
     t.expect((g.address("start")..<g.address("nop0")).contains(e.rip), "RIP in the interrupt frame (delivered at entry, not after the loop)",
@@ -47,7 +47,8 @@ let blockIRQSuite: Suite = Suite(
         blockIRQClearedCheck,
         blockIRQRunningCheck,
         Check("kvm_interrupt_with_userspace_irqchip", uapi: blockIRQUAPI + ["KVM_INTERRUPT"],
-              requires: [needsBlockIRQ], preconditions: [ifReachesGuest, singleStepWorks], levels: .both, informational: true) { t in
+              requires: [needsBlockIRQ], preconditions: [ifReachesGuest, singleStepWorks], levels: .both, informational: true,
+              killedBy: [.blockirqRejected]) { t in
             var options = GuestOptions()
             options.extraRFLAGS = rflagsIF
             let g = try t.guest(options, irqWindowPayload)
@@ -78,7 +79,7 @@ let blockIRQSuite: Suite = Suite(
 let blockIRQStepsCheck = Check(
     "steps_land_on_next_instruction", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
     requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [ifReachesGuest, singleStepWorks, irqDeliveredWithoutBlockIRQ],
-    levels: .both) { t in
+    levels: .both, killedBy: [.blockirqIgnored, .blockirqRejected]) { t in
     let g = try stepWithBlockIRQ(t)
     t.expectEqual(g.exceptionCount, 0, "interrupts the guest's handler took while BLOCKIRQ was set")
 }
@@ -87,7 +88,7 @@ let blockIRQStepsCheck = Check(
 let blockIRQClearedCheck = Check(
     "irq_delivered_after_blockirq_cleared", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
     requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [ifReachesGuest, singleStepWorks, irqDeliveredWithoutBlockIRQ],
-    levels: .both) { t in
+    levels: .both, killedBy: [.blockirqIgnored, .blockirqRejected, .guestDebugDisableIgnored]) { t in
     let g = try stepWithBlockIRQ(t)
     try g.vcpu.setGuestDebug([])
     try expectDeliveredOnceThenDone(t, g)
@@ -98,7 +99,7 @@ let blockIRQClearedCheck = Check(
 let blockIRQRunningCheck = Check(
     "irq_held_while_running_with_blockirq", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
     requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [ifReachesGuest, irqDeliveredWithoutBlockIRQ],
-    levels: .both) { t in
+    levels: .both, killedBy: [.blockirqIgnored, .blockirqRejected, .guestDebugDisableIgnored]) { t in
     let g = try pendingIRQGuest(t)
     try g.vcpu.setGuestDebug([.enable, .blockIRQ])
     let event = try g.next()

@@ -35,7 +35,7 @@ private let pcide: UInt64 = 1 << 17
 let debugCR3Suite = Suite(
     "debug-cr3", summary: "CR3 in KVM_EXIT_DEBUG (proposed; cap number configurable)",
     series: "cr3-debug-exit", features: [debugCR3Feature], checks: [
-        Check("cr3_slot_canary", uapi: cr3UAPI, requires: [needsGuestDebug], levels: .both) { t in
+        Check("cr3_slot_canary", uapi: cr3UAPI, requires: [needsGuestDebug], levels: .both, killedBy: [.cr3SlotScribbled]) { t in
             let advertised = try debugCR3Advertised(t.system, t.settings)
             let g = try t.guest { a in a.nop(); a.nop(); a.ucallDone() }
             try g.vcpu.setGuestDebug([.enable, .singleStep])
@@ -118,7 +118,7 @@ let debugCR3Feature = Feature(
 
 let cr3OnSingleStepCheck = Check("cr3_on_single_step_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_SINGLESTEP"],
       requires: [needsGuestDebug, needsDebugCR3],
-      preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both) { t in
+      preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
     try requireDebugCR3(t)
     let roots = CR3Roots(check: 1)
     let g = try twoProcessGuest(t, roots)
@@ -140,7 +140,7 @@ let cr3OnSingleStepCheck = Check("cr3_on_single_step_two_roots", uapi: cr3UAPI +
 
 let cr3OnHWBreakpointCheck = Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_HW_BP"],
       requires: [needsGuestDebug, needsDebugCR3],
-      preconditions: [CheckRef("guest-debug", hwExecuteBreakpointCheck)], levels: .both) { t in
+      preconditions: [CheckRef("guest-debug", hwExecuteBreakpointCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
     try requireDebugCR3(t)
     let roots = CR3Roots(check: 2)
     let g = try t.guest(roots.options()) { a in a.label("bp"); a.nop(); a.ucallDone() }
@@ -156,7 +156,7 @@ let cr3OnHWBreakpointCheck = Check("cr3_on_hw_breakpoint_two_roots", uapi: cr3UA
 
 let cr3OnSWBreakpointCheck = Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UAPI + ["KVM_GUESTDBG_USE_SW_BP"],
       requires: [needsGuestDebug, needsDebugCR3],
-      preconditions: [CheckRef("guest-debug", swBreakpointCheck)], levels: .both) { t in
+      preconditions: [CheckRef("guest-debug", swBreakpointCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
     try requireDebugCR3(t)
     let roots = CR3Roots(check: 3)
     let g = try t.guest(roots.options()) { a in a.label("bp"); a.int3(); a.ucallDone() }
@@ -170,7 +170,7 @@ let cr3OnSWBreakpointCheck = Check("cr3_on_sw_breakpoint_two_roots", uapi: cr3UA
 }
 
 let cr3KeepsPCIDCheck = Check("cr3_keeps_pcid_bits", uapi: cr3UAPI + ["CR4.PCIDE"], requires: [needsGuestDebug, needsDebugCR3],
-      preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both) { t in
+      preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both, killedBy: [.cr3StaleRoot]) { t in
     try requireDebugCR3(t)
     guard try t.system.supportedCPUID().contains(where: { $0.function == 1 && $0.ecx & (1 << 17) != 0 }) else {
         throw Skip("CPUID.01H:ECX.PCID (bit 17) not in KVM_GET_SUPPORTED_CPUID: CR4.PCIDE cannot be set")

@@ -40,7 +40,8 @@ let debugCtlSuite: Suite = Suite(
     "debugctl", summary: "DEBUGCTL.FREEZE_IN_SMM (bit 14) host-owned: never visible, never settable, host value kept",
     series: "debugctl-freeze-in-smm", features: [debugCtlFeature], checks: [
         guestRDMSRHidesCheck,
-        Check("guest_wrmsr_freeze_in_smm_faults", uapi: debugCtlUAPI + ["WRMSR"], requires: [vmxRules], levels: .only(.cpl0)) { t in
+        Check("guest_wrmsr_freeze_in_smm_faults", uapi: debugCtlUAPI + ["WRMSR"], requires: [vmxRules], levels: .only(.cpl0),
+              unkillable: guestDebugCtlUnkillable) { t in
             let g = try t.guest { a in
                 a.mov(.ecx, Int64(debugCtlMSR))
                 a.mov(.eax, Int64(freezeInSMM))
@@ -56,14 +57,15 @@ let debugCtlSuite: Suite = Suite(
             let after = try guestReadDebugCtl(t, g)
             try t.assertEqual(after & freezeInSMM, 0, "DEBUGCTL bit 14 the guest reads after the refused WRMSR")
         },
-        Check("host_set_msrs_freeze_in_smm_rejected", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS"], requires: [vmxRules]) { t in
+        Check("host_set_msrs_freeze_in_smm_rejected", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS"], requires: [vmxRules],
+              killedBy: [.debugctlBit14Accepted, .debugctlBit14Shown, .oneRegWrongMSR]) { t in
             let vcpu = try t.system.createVM().createVCPU()
             try t.assertEqual(try vcpu.setMSRs([(debugCtlMSR, freezeInSMM)]), 0,
                               "MSRs KVM_SET_MSRS processed for DEBUGCTL = bit 14 (0: the write is refused)")
             try assertHostViewsHideBit14(t, vcpu)
         },
         Check("host_one_reg_freeze_in_smm_einval", uapi: debugCtlUAPI + ["KVM_SET_ONE_REG", "KVM_X86_REG_MSR"],
-              requires: [vmxRules, .capability(.oneReg)]) { t in
+              requires: [vmxRules, .capability(.oneReg)], killedBy: [.debugctlBit14Accepted, .debugctlBit14Shown, .oneRegWrongMSR]) { t in
             let vcpu = try t.system.createVM().createVCPU()
             try t.assertErrno(.invalidArgument, "KVM_SET_ONE_REG(MSR DEBUGCTL, bit 14)") {
                 try vcpu.setOneReg(X86RegID.msr(debugCtlMSR), freezeInSMM)
@@ -72,7 +74,7 @@ let debugCtlSuite: Suite = Suite(
         },
         hostViewsHideCheck,
         Check("legacy_btf_lbr_accepted_and_views_agree", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG", "RDMSR"],
-              levels: .only(.cpl0)) { t in
+              levels: .only(.cpl0), killedBy: [.debugctlBit14Shown, .debugctlLegacyBitsRejected, .oneRegWrongMSR]) { t in
             // vmx_is_valid_debugctl tolerates BTF and LBR (legacy ABI): accepted, kept if supported, else dropped.
             for (name, bit) in legacyBits {
                 let g = try t.guest(GuestOptions(), readDebugCtlPayload)
@@ -88,7 +90,8 @@ let debugCtlSuite: Suite = Suite(
             }
         },
         Check("freeze_on_smi_toggles_invisible_to_guest", uapi: debugCtlUAPI + ["/sys/devices/cpu/freeze_on_smi", "RDMSR", "KVM_GET_MSRS"],
-              requires: [.processCapability(.sysAdmin), freezeOnSMIWritable], levels: .only(.cpl0), exclusive: true) { t in
+              requires: [.processCapability(.sysAdmin), freezeOnSMIWritable], levels: .only(.cpl0), exclusive: true,
+              killedBy: [.debugctlBit14Shown]) { t in
             let setting = try t.hostSetting(freezeOnSMIPath)
             t.note("\(setting.path) was \(setting.original); restored when the check ends")
             try setting.set("1")
@@ -160,9 +163,14 @@ private func assertHostViewsHideBit14(_ t: CheckContext, _ vcpu: VCPU) throws {
     }
 }
 
+/// The guest's RDMSR/WRMSR of DEBUGCTL never reaches the ioctl seam.
+private let guestDebugCtlUnkillable = "the guest's RDMSR/WRMSR of DEBUGCTL is handled inside one KVM_RUN; the ioctl seam cannot make the "
+    + "kernel store bit 14 (it refuses or drops it), so no mutant can make the guest see or set it"
+
 /// The guest's RDMSR never shows bit 14 — once a bit the VMM set has been seen there (the
 /// read is live, so a set bit 14 would have shown).
-let guestRDMSRHidesCheck = Check("guest_rdmsr_hides_freeze_in_smm", uapi: debugCtlUAPI + ["RDMSR"], levels: .only(.cpl0)) { t in
+let guestRDMSRHidesCheck = Check("guest_rdmsr_hides_freeze_in_smm", uapi: debugCtlUAPI + ["RDMSR"], levels: .only(.cpl0),
+    unkillable: guestDebugCtlUnkillable, gapUnder: [.debugctlWritesDropped]) { t in
     let kept = try requireKeptDebugCtlBit(t)
     let control = try t.guest(GuestOptions(), readDebugCtlPayload)
     _ = try control.vcpu.setMSRs([(debugCtlMSR, kept.bit)])
@@ -179,7 +187,8 @@ let guestRDMSRHidesCheck = Check("guest_rdmsr_hides_freeze_in_smm", uapi: debugC
 
 /// KVM_GET_MSRS / KVM_GET_ONE_REG never show bit 14, whatever happened to an attempt to set it
 /// (refused or dropped) — once they have shown a bit this kernel keeps.
-let hostViewsHideCheck = Check("host_views_never_show_freeze_in_smm", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG"]) { t in
+let hostViewsHideCheck = Check("host_views_never_show_freeze_in_smm", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG"],
+    killedBy: [.debugctlBit14Shown, .oneRegWrongMSR], gapUnder: [.debugctlWritesDropped]) { t in
     let kept = try requireKeptDebugCtlBit(t)
     let vcpu = try t.system.createVM().createVCPU()
     let processed = try vcpu.setMSRs([(debugCtlMSR, kept.bit | freezeInSMM)])

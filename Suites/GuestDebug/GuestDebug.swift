@@ -14,7 +14,7 @@ let guestDebugSuite: Suite = Suite(
     "guest-debug", summary: "KVM_SET_GUEST_DEBUG: single-step, hardware/software breakpoints, injection",
     series: "guestdbg-blockirq", features: guestDebugFeatures, checks: [
         Check("advertised_flags_accepted", uapi: ["KVM_CAP_SET_GUEST_DEBUG2", "KVM_SET_GUEST_DEBUG"],
-              requires: [.capability(.setGuestDebug2)]) { t in
+              requires: [.capability(.setGuestDebug2)], killedBy: [.blockirqRejected]) { t in
             let mask = UInt32(truncatingIfNeeded: try t.system.checkExtension(.setGuestDebug2))
             t.note("KVM_CAP_SET_GUEST_DEBUG2 = \(hex(mask)) (\(GuestDebugControl(rawValue: mask)))")
             var rejected: [String] = []
@@ -34,7 +34,8 @@ let guestDebugSuite: Suite = Suite(
         singleStepCheck,
         singleStepOverExitCheck,
         Check("single_step_tf_hidden", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
-              requires: [needsGuestDebug], preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both) { t in
+              requires: [needsGuestDebug], preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both,
+              killedBy: [.guestDebugDisableIgnored]) { t in
             // Only pushfq in the line, so nothing else (port I/O, privileged instructions) can interfere.
             let g = try t.guest { a in
                 a.nop()
@@ -66,12 +67,12 @@ let guestDebugSuite: Suite = Suite(
         debugExitDR7Check,
         hwWriteWatchpointCheck,
         Check("hw_read_write_watchpoint_lengths", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug], levels: .both, killedBy: [.debugDR6StatusLost, .debugPCOffByOne, .guestDebugDisableIgnored]) { t in
             try watchpointCheck(t, access: .readWrite)
         },
         swBreakpointCheck,
         Check("sw_breakpoint_resume_past_int3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_SW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug], levels: .both, killedBy: [.debugPCOffByOne]) { t in
             let g = try int3Guest(t)
             try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
             let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")
@@ -81,15 +82,15 @@ let guestDebugSuite: Suite = Suite(
             try t.assertEqual(g.exceptionCount, 0, "exceptions the guest's handler took (the #BP belonged to the host)")
         },
         Check("inject_bp_reaches_guest", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug], levels: .both, killedBy: [.injectIgnored]) { t in
             try injectionCheck(t, .injectBP, vector: .bp)
         },
         Check("inject_db_reaches_guest", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_DB"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug], levels: .both, killedBy: [.injectIgnored]) { t in
             try injectionCheck(t, .injectDB, vector: .db)
         },
         Check("second_injection_before_delivery", uapi: ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_INJECT_BP", "KVM_GUESTDBG_INJECT_DB"],
-              requires: [needsGuestDebug], informational: true) { t in
+              requires: [needsGuestDebug], informational: true, killedBy: [.injectIgnored]) { t in
             let g = try injectionGuest(t)
             try g.expectSync(1)
             try g.vcpu.setGuestDebug([.enable, .injectBP])
@@ -124,7 +125,7 @@ let guestDebugSuite: Suite = Suite(
                          observed: "accepted \(accepted.count): \(accepted.joined(separator: " "))")
         },
         Check("disabling_guest_debug_stops_exits", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug], levels: .both, killedBy: [.guestDebugDisableIgnored]) { t in
             let g = try t.guest { a in
                 a.label("bp"); a.nop()
                 a.ucallSync(1)
@@ -276,12 +277,14 @@ private func expectEntryRFLAGS(_ t: CheckContext, mask: UInt64, _ cases: [(Strin
 /// The guest runs with IF=1 when the VMM sets it (every check that makes an interrupt
 /// deliverable by entering with IF=1, instead of an `sti` whose behaviour at CPL3 depends on
 /// IOPL, relies on it).
-let vmmRFLAGSIFSetCheck = Check("vmm_rflags_if_set_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IF"], levels: .both) { t in
+let vmmRFLAGSIFSetCheck = Check("vmm_rflags_if_set_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IF"], levels: .both,
+    killedBy: [.vmmRFLAGSDropped]) { t in
     expectEntryRFLAGS(t, mask: 0x200, [("IF set", 0x200)])
 }
 
 /// The guest runs with IF=0 when the VMM clears it (a VMM entering a guest with interrupts off).
-let vmmRFLAGSIFClearCheck = Check("vmm_rflags_if_clear_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IF"], levels: .both) { t in
+let vmmRFLAGSIFClearCheck = Check("vmm_rflags_if_clear_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IF"], levels: .both,
+    killedBy: [.vmmRFLAGSIFForced], gapUnder: [.vmmRFLAGSDropped]) { t in
     // Positive control: the guest's pushfq can show IF set, so a clear IF is not just a default.
     let control = try guestRFLAGS(t, entry: 0x200)
     guard control & 0x200 != 0 else {
@@ -292,12 +295,13 @@ let vmmRFLAGSIFClearCheck = Check("vmm_rflags_if_clear_reaches_guest", uapi: ["K
 
 /// The guest runs with the IOPL the VMM set (nothing in kvmcheck relies on it any more: this
 /// says whether a VMM can grant a CPL3 guest port I/O this way).
-let vmmRFLAGSIOPLCheck = Check("vmm_rflags_iopl_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IOPL"], levels: .both) { t in
+let vmmRFLAGSIOPLCheck = Check("vmm_rflags_iopl_reaches_guest", uapi: ["KVM_SET_REGS", "RFLAGS.IOPL"], levels: .both,
+    killedBy: [.vmmRFLAGSDropped]) { t in
     expectEntryRFLAGS(t, mask: 0x3000, [("IOPL 3", 0x3000), ("IOPL 1", 0x1000)])
 }
 
 let singleStepCheck = Check("single_step_stops_after_each_instruction", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
-                            requires: [needsGuestDebug], levels: .both) { t in
+                            requires: [needsGuestDebug], levels: .both, killedBy: [.debugDR6StatusLost, .debugPCOffByOne, .singleStepDropped]) { t in
     let (g, labels) = try steppedLineGuest(t)
     try g.vcpu.setGuestDebug([.enable, .singleStep])
     let (stops, interruption) = try g.stepUntil(g.address("end"), limit: labels.count + 2)
@@ -317,7 +321,8 @@ private func breakpointGuest(_ t: CheckContext) throws -> Guest {
 
 /// Every one of DR0-DR3 fires with the right exception, pc and dr6 (all four are tried and reported).
 let hwExecuteBreakpointCheck = Check("hw_execute_breakpoint_dr0_to_dr3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-                                     requires: [needsGuestDebug], levels: .both) { t in
+                                     requires: [needsGuestDebug], levels: .both,
+                                     killedBy: [.debugDR6StatusLost, .debugPCOffByOne, .guestDebugDisableIgnored]) { t in
     let g = try breakpointGuest(t)
     for n in 0..<4 {
         t.subCase("DR\(n) execute breakpoint") {
@@ -335,7 +340,8 @@ let hwExecuteBreakpointCheck = Check("hw_execute_breakpoint_dr0_to_dr3", uapi: d
 }
 
 let singleStepOverExitCheck = Check("single_step_over_userspace_exit", uapi: debugUAPI + ["KVM_GUESTDBG_SINGLESTEP", "KVM_EXIT_IO"],
-    requires: [needsGuestDebug], preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .only(.cpl0)) { t in
+    requires: [needsGuestDebug], preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .only(.cpl0),
+    killedBy: [.singleStepLostAfterIO]) { t in
     // Only CPL0: port I/O at CPL3 depends on IOPL and the TSS bitmap, which are not the subject.
     let g = try t.guest { a in
         a.label("out"); a.out(0x80, .al)
@@ -351,7 +357,8 @@ let singleStepOverExitCheck = Check("single_step_over_userspace_exit", uapi: deb
 }
 
 let debugExitDR7Check = Check("debug_exit_dr7_equals_debugreg7", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP", "kvm_debug_exit_arch.dr7"],
-    requires: [needsGuestDebug], preconditions: [CheckRef("guest-debug", hwExecuteBreakpointCheck)], levels: .both) { t in
+    requires: [needsGuestDebug], preconditions: [CheckRef("guest-debug", hwExecuteBreakpointCheck)], levels: .both,
+    killedBy: [.debugExitDR7Reset]) { t in
     let g = try breakpointGuest(t)
     for n in 0..<4 {
         // A DR7 per register that no other sub-case (or reset) has: DRn armed on bp, plus
@@ -371,12 +378,12 @@ let debugExitDR7Check = Check("debug_exit_dr7_equals_debugreg7", uapi: debugUAPI
 }
 
 let hwWriteWatchpointCheck = Check("hw_write_watchpoint_lengths", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-    requires: [needsGuestDebug], levels: .both) { t in
+    requires: [needsGuestDebug], levels: .both, killedBy: [.debugDR6StatusLost, .debugPCOffByOne, .guestDebugDisableIgnored]) { t in
     try watchpointCheck(t, access: .write)
 }
 
 let swBreakpointCheck = Check("sw_breakpoint_exits_at_int3", uapi: debugUAPI + ["KVM_GUESTDBG_USE_SW_BP"],
-    requires: [needsGuestDebug], levels: .both) { t in
+    requires: [needsGuestDebug], levels: .both, killedBy: [.debugPCOffByOne]) { t in
     let g = try int3Guest(t)
     try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
     let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")

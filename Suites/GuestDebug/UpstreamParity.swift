@@ -20,7 +20,7 @@ let debugRegsSuite = Suite(
     "debug-regs", summary: "debug_regs.c parity: exact exits for host HW breakpoints, BLOCKIRQ steps, host DR7.GD",
     series: "guestdbg-blockirq", checks: [
         Check("execute_breakpoint_each_dr_exception_pc_dr6", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug], levels: .both, killedBy: [.debugDR6StatusLost, .debugPCOffByOne]) { t in
             let g = try t.guest { a in
                 a.label("start"); a.nop()
                 a.label("bp"); a.nop()
@@ -34,7 +34,7 @@ let debugRegsSuite = Suite(
             }
         },
         Check("write_watchpoint_4_bytes_each_dr", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug], levels: .both) { t in
+              requires: [needsGuestDebug], levels: .both, killedBy: [.debugDR6StatusLost, .debugPCOffByOne]) { t in
             let target = watched + 0x300
             let g = try t.guest { a in
                 a.label("start"); a.mov(.eax, 0x4D2)
@@ -54,17 +54,19 @@ let debugRegsSuite = Suite(
         setLapicControlCheck,
         Check("blockirq_steps_sti_cpuid_wrmsr_with_self_ipi", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "x2APIC ICR"],
               requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [CheckRef("debug-regs", selfIPIControlCheck)],
-              levels: .only(.cpl0)) { t in
+              levels: .only(.cpl0),
+              killedBy: [.blockirqIgnored, .blockirqRejected, .debugDR6StatusLost, .debugPCOffByOne, .guestDebugDisableIgnored, .singleStepDropped]) { t in
             // wrmsr is CPL0-only, and so is the guest's own x2APIC self-IPI.
             try upstreamStepCheck(t, pending: .selfIPI)
         },
         Check("blockirq_steps_sti_cpuid_wrmsr_with_set_lapic_irr", uapi: blockIRQUAPI + ["KVM_CREATE_IRQCHIP", "KVM_SET_LAPIC"],
               requires: [needsBlockIRQ, .capability(.irqchip)], preconditions: [CheckRef("debug-regs", setLapicControlCheck)],
-              levels: .only(.cpl0)) { t in
+              levels: .only(.cpl0),
+              killedBy: [.blockirqIgnored, .blockirqRejected, .debugDR6StatusLost, .debugPCOffByOne, .guestDebugDisableIgnored, .singleStepDropped]) { t in
             try upstreamStepCheck(t, pending: .setLapic)
         },
         Check("host_dr7_gd_exits_at_dr_access", uapi: debugUAPI + ["KVM_GUESTDBG_USE_HW_BP", "DR7.GD"],
-              requires: [needsGuestDebug], levels: .only(.cpl0)) { t in
+              requires: [needsGuestDebug], levels: .only(.cpl0), killedBy: [.debugDR6StatusLost, .debugPCOffByOne, .guestDebugDisableIgnored]) { t in
             // MOV from a DR is CPL0-only (#GP at CPL3 comes before any #DB), so GD is CPL0 only.
             let g = try t.guest { a in
                 a.ucallSync(1)
@@ -136,7 +138,8 @@ func pendingIRQControl(_ source: PendingIRQSource) -> Check {
     let name = source == .selfIPI ? "pending_self_ipi_delivered_while_stepping_without_blockirq"
                                   : "pending_lapic_irr_delivered_while_stepping_without_blockirq"
     let uapi = ["KVM_SET_GUEST_DEBUG", "KVM_GUESTDBG_SINGLESTEP", "KVM_CREATE_IRQCHIP"] + (source == .selfIPI ? ["x2APIC ICR"] : ["KVM_SET_LAPIC"])
-    return Check(name, uapi: uapi, requires: [needsGuestDebug, .capability(.irqchip)], levels: .only(.cpl0)) { t in
+    return Check(name, uapi: uapi, requires: [needsGuestDebug, .capability(.irqchip)], levels: .only(.cpl0),
+                 killedBy: source == .selfIPI ? [.blockirqForced] : [.blockirqForced, .lapicIRRDropped]) { t in
         let control = try upstreamStepGuest(t, source)
         try control.vcpu.setGuestDebug([.enable, .singleStep])
         let (stops, interruption) = try control.stepUntil(control.address("end"), limit: 8)

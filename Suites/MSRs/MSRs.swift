@@ -41,10 +41,15 @@ private func oneRegRead(_ vcpu: VCPU, _ index: UInt32) -> MSROutcome {
     do { return .value(try vcpu.getOneReg(X86RegID.msr(index))) } catch { return .other(error.briefName) }
 }
 
+/// A guest MSR access that faults is decided inside one KVM_RUN, out of the ioctl seam's reach.
+private let guestMSRFaultUnkillable = "the guest's #GP is decided inside one KVM_RUN; the seam can only re-add a CPUID feature at "
+    + "KVM_SET_CPUID2, which changes nothing on a host whose KVM lacks it (KVM masks guest CPUID with what it supports), "
+    + "and cannot make a reserved or non-canonical WRMSR succeed, so no mutant could be held to kill it everywhere"
+
 let msrsSuite = Suite(
     "msrs", summary: "msrs_test.c parity: guest and host views of 17 MSRs, CPUID gating, reserved values, ONE_REG, GUEST_SSP",
     series: "x86-one-reg", checks: [
-        Check("guest_rdmsr_reset_values", uapi: msrUAPI, levels: .only(.cpl0)) { t in
+        Check("guest_rdmsr_reset_values", uapi: msrUAPI, levels: .only(.cpl0), killedBy: [.msrStaleAtFirstRun]) { t in
             let cpuid = try vcpuCPUID(t)
             let rows = msrTable.filter { $0.supported(by: cpuid) }
             let g = try msrOpGuest(t, rows.map { .read($0.index) })
@@ -52,30 +57,34 @@ let msrsSuite = Suite(
                 t.expectEqual(nextOutcome(g, i, isRead: true), .value(r.reset), "\(r.name): RDMSR on a fresh vCPU")
             }
         },
-        Check("guest_write_seen_by_host_then_set_msrs_seen_by_guest", uapi: msrUAPI + ["KVM_GET_ONE_REG"], levels: .only(.cpl0)) { t in
+        Check("guest_write_seen_by_host_then_set_msrs_seen_by_guest", uapi: msrUAPI + ["KVM_GET_ONE_REG"], levels: .only(.cpl0),
+              killedBy: [.msrHostWriteDropped, .oneRegWrongMSR]) { t in
             try roundTripCheck(t, .setMSRs)
         },
         Check("guest_write_seen_by_host_then_set_one_reg_seen_by_guest", uapi: msrUAPI + ["KVM_GET_ONE_REG", "KVM_SET_ONE_REG"],
-              requires: [oneRegCap], levels: .only(.cpl0)) { t in
+              requires: [oneRegCap], levels: .only(.cpl0), killedBy: [.msrHostWriteDropped, .oneRegWrongMSR]) { t in
             try roundTripCheck(t, .setOneReg)
         },
-        Check("guest_gp_when_cpuid_lacks_feature", uapi: msrUAPI + ["KVM_SET_CPUID2"], levels: .only(.cpl0)) { t in
+        Check("guest_gp_when_cpuid_lacks_feature", uapi: msrUAPI + ["KVM_SET_CPUID2"], levels: .only(.cpl0),
+              unkillable: guestMSRFaultUnkillable) { t in
             if ignoreMSRsSet() { throw Skip("kvm.ignore_msrs=Y: KVM ignores accesses to missing MSRs instead of #GP (upstream skips too)") }
             for (label, clearing) in [("full CPUID", [CPUIDFeature]()), ("table features cleared", clearableFeatures)] {
                 try expectFaultsWithoutFeature(t, label, clearing)
             }
         },
-        Check("guest_wrmsr_reserved_value_faults", uapi: msrUAPI, levels: .only(.cpl0)) { t in
+        Check("guest_wrmsr_reserved_value_faults", uapi: msrUAPI, levels: .only(.cpl0), unkillable: guestMSRFaultUnkillable) { t in
             if ignoreMSRsSet() { throw Skip("kvm.ignore_msrs=Y: KVM ignores faulting MSR writes (upstream skips too)") }
             try guestReservedCheck(t)
         },
-        Check("host_set_msrs_refuses_reserved_value", uapi: ["KVM_SET_MSRS", "KVM_GET_MSRS"]) { t in
+        Check("host_set_msrs_refuses_reserved_value", uapi: ["KVM_SET_MSRS", "KVM_GET_MSRS"], killedBy: [.msrNoncanonicalAcceptedFromHost]) { t in
             try hostReservedCheck(t, .setMSRs)
         },
-        Check("host_set_one_reg_refuses_reserved_value", uapi: ["KVM_SET_ONE_REG", "KVM_GET_MSRS"], requires: [oneRegCap]) { t in
+        Check("host_set_one_reg_refuses_reserved_value", uapi: ["KVM_SET_ONE_REG", "KVM_GET_MSRS"], requires: [oneRegCap],
+              killedBy: [.oneRegBadIDAccepted]) { t in
             try hostReservedCheck(t, .setOneReg)
         },
-        Check("msr_index_list_matches_supported_cpuid", uapi: ["KVM_GET_MSR_INDEX_LIST", "KVM_GET_SUPPORTED_CPUID"]) { t in
+        Check("msr_index_list_matches_supported_cpuid", uapi: ["KVM_GET_MSR_INDEX_LIST", "KVM_GET_SUPPORTED_CPUID"],
+              killedBy: [.msrIndexListDropsMiscEnable]) { t in
             let listed = Set(try t.system.msrIndexList()), cpuid = try t.system.supportedCPUID()
             // FS/GS_BASE are saved through SREGS, so KVM never lists them (upstream skips them too).
             for r in msrTable where r.index != 0xC000_0100 && r.index != 0xC000_0101 {
@@ -85,11 +94,12 @@ let msrsSuite = Suite(
                              expected: exists ? "listed" : "not listed", observed: listed.contains(r.index) ? "listed" : "not listed")
             }
         },
-        Check("three_vcpus_one_thread_keep_their_own_msrs", uapi: msrUAPI + ["KVM_SET_CPUID2"], levels: .only(.cpl0)) { t in
+        Check("three_vcpus_one_thread_keep_their_own_msrs", uapi: msrUAPI + ["KVM_SET_CPUID2"], levels: .only(.cpl0),
+              killedBy: [.msrStaleAtFirstRun]) { t in
             try threeVCPUCheck(t)
         },
         Check("guest_ssp_get_and_set_einval_without_shstk", uapi: ["KVM_REG_GUEST_SSP", "KVM_GET_ONE_REG", "KVM_SET_ONE_REG"],
-              requires: [oneRegCap]) { t in
+              requires: [oneRegCap], killedBy: [.oneRegBadIDAccepted, .oneRegSSPNotStored]) { t in
             let g = try msrOpGuest(t, [], clearing: [.shadowStack])
             let attempts: [(String, () throws -> Void)] = [("KVM_GET_ONE_REG(GUEST_SSP)", { _ = try g.vcpu.getOneReg(X86RegID.guestSSP) }),
                                                            ("KVM_SET_ONE_REG(GUEST_SSP, 0)", { try g.vcpu.setOneReg(X86RegID.guestSSP, 0) }),
@@ -100,7 +110,8 @@ let msrsSuite = Suite(
                 t.expect(seen == "EINVAL", "\(what) on a vCPU without SHSTK", expected: "EINVAL", observed: seen)
             }
         },
-        Check("guest_ssp_reset_value_zero", uapi: ["KVM_REG_GUEST_SSP", "KVM_GET_ONE_REG"], requires: [oneRegCap, shstkSupported]) { t in
+        Check("guest_ssp_reset_value_zero", uapi: ["KVM_REG_GUEST_SSP", "KVM_GET_ONE_REG"], requires: [oneRegCap, shstkSupported],
+              killedBy: [.guestSSPResetNonzero]) { t in
             let g = try msrOpGuest(t, [])
             try t.assertEqual(try g.vcpu.getOneReg(X86RegID.guestSSP), 0, "KVM_GET_ONE_REG(GUEST_SSP) on a fresh vCPU with SHSTK")
         },

@@ -9,6 +9,14 @@ private struct BadRequest: Sendable {
     let what: String
     let errno: Errno
     let attempt: @Sendable (VCPU) -> KVMError?
+    /// The mutant that makes the kernel accept the request: each errno is its own kernel path.
+    var killer: MutantID {
+        switch errno {
+        case .badAddress: .oneRegEFAULTIgnored
+        case .inappropriateIOCTLForDevice: .oneRegOnVMFD
+        default: .oneRegBadIDAccepted
+        }
+    }
 }
 
 private let lstarID = X86RegID.msr(0xC000_0082)
@@ -45,7 +53,7 @@ private let badRequests: [BadRequest] = [
 ]
 
 let badEncodingChecks: [Check] = badRequests.map { bad in
-    Check(bad.name, uapi: ["KVM_GET_ONE_REG", "KVM_SET_ONE_REG"], requires: [oneRegCap]) { t in
+    Check(bad.name, uapi: ["KVM_GET_ONE_REG", "KVM_SET_ONE_REG"], requires: [oneRegCap], killedBy: [bad.killer]) { t in
         let vcpu = try t.system.createVM().createVCPU()
         // Control: the well-formed request works, so the error below is about the encoding.
         _ = try vcpu.getOneReg(lstarID)

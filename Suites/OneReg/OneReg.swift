@@ -41,7 +41,7 @@ private func supportedCanaries(_ system: KVMSystem) throws -> [MSRCanary] {
 let oneRegSuite = Suite(
     "one-reg", summary: "x86 KVM_{GET,SET}_ONE_REG and KVM_GET_REG_LIST (6.18)", series: "x86-one-reg",
     features: oneRegFeatures, checks: [
-        Check("one_reg_cap_matches_behaviour", uapi: ["KVM_CAP_ONE_REG", "KVM_GET_ONE_REG"]) { t in
+        Check("one_reg_cap_matches_behaviour", uapi: ["KVM_CAP_ONE_REG", "KVM_GET_ONE_REG"], killedBy: [.oneRegCapHiddenOnVM]) { t in
             let advertised = try t.system.checkExtension(.oneReg)
             let vm = try t.system.createVM()
             let vmAdvertised = try vm.checkExtension(.oneReg)
@@ -70,7 +70,8 @@ let shstkSupported = Requirement.probe("SHSTK in KVM_GET_SUPPORTED_CPUID") { kvm
     return CPUIDFeature.shadowStack.isSet(in: cpuid) ? nil : "KVM_GET_SUPPORTED_CPUID lacks \(CPUIDFeature.shadowStack)"
 }
 
-let regListE2BIGCheck = Check("reg_list_short_buffer_e2big_with_count", uapi: ["KVM_GET_REG_LIST"], requires: [oneRegCap]) { t in
+let regListE2BIGCheck = Check("reg_list_short_buffer_e2big_with_count", uapi: ["KVM_GET_REG_LIST"], requires: [oneRegCap],
+    killedBy: [.regListE2BIGWithoutCount], positiveControls: [.regListListsSSP]) { t in
     let vcpu = try t.system.createVM().createVCPU()
     let (result, needed) = vcpu.tryRegList(capacity: 0)
     if case .success = result, needed == 0 {
@@ -91,7 +92,7 @@ let regListE2BIGCheck = Check("reg_list_short_buffer_e2big_with_count", uapi: ["
 }
 
 let guestSSPAbsentCheck = Check("guest_ssp_absent_without_shstk", uapi: ["KVM_REG_GUEST_SSP", "KVM_X86_REG_KVM", "KVM_GET_REG_LIST"],
-      requires: [oneRegCap]) { t in
+      requires: [oneRegCap], killedBy: [.oneRegBadIDAccepted, .regListListsSSP]) { t in
     var options = GuestOptions()
     options.editCPUID = { CPUIDFeature.shadowStack.clear(in: &$0) }
     let g = try t.guest(options) { a in a.ucallDone() }
@@ -107,7 +108,8 @@ let guestSSPAbsentCheck = Check("guest_ssp_absent_without_shstk", uapi: ["KVM_RE
                  expected: "GUEST_SSP not listed", observed: "listed (n = \(count))")
 }
 
-let regListEntriesReadableCheck = Check("reg_list_entries_readable", uapi: ["KVM_GET_REG_LIST", "KVM_GET_ONE_REG"], requires: [oneRegCap]) { t in
+let regListEntriesReadableCheck = Check("reg_list_entries_readable", uapi: ["KVM_GET_REG_LIST", "KVM_GET_ONE_REG"], requires: [oneRegCap],
+    killedBy: [.regListE2BIGWithoutCount, .regListListsSSP]) { t in
     let vcpu = try t.system.createVM().createVCPU()
     let ids = try vcpu.regList()
     if ids.isEmpty { throw Skip.cannotObserve("KVM_GET_REG_LIST lists no registers on this vCPU (no KVM-defined registers, e.g. no SHSTK)") }
@@ -115,7 +117,8 @@ let regListEntriesReadableCheck = Check("reg_list_entries_readable", uapi: ["KVM
     t.note("read \(ids.count) listed id(s): " + ids.map { hex($0) }.joined(separator: " "))
 }
 
-let oneRegReadsEqualGetMSRsCheck = Check("one_reg_reads_equal_get_msrs", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap]) { t in
+let oneRegReadsEqualGetMSRsCheck = Check("one_reg_reads_equal_get_msrs", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap],
+    killedBy: [.oneRegWrongMSR]) { t in
     let vcpu = try t.system.createVM().createVCPU()
     let msrs = try supportedCanaries(t.system)
     try t.assert(!msrs.isEmpty, "canary MSRs in KVM_GET_MSR_INDEX_LIST", expected: "at least one", observed: "none")
@@ -128,7 +131,7 @@ let oneRegReadsEqualGetMSRsCheck = Check("one_reg_reads_equal_get_msrs", uapi: o
 }
 
 let setOneRegSeenCheck = Check("set_one_reg_seen_by_get_msrs_and_guest_rdmsr", uapi: oneRegUAPI + ["KVM_GET_MSRS"], requires: [oneRegCap],
-      levels: .only(.cpl0)) { t in
+      levels: .only(.cpl0), killedBy: [.oneRegWrongMSR]) { t in
     let msrs = try supportedCanaries(t.system)
     let g = try t.guest { a in
         for (i, m) in msrs.enumerated() {
@@ -149,7 +152,8 @@ let setOneRegSeenCheck = Check("set_one_reg_seen_by_get_msrs_and_guest_rdmsr", u
     try g.expectDone()
 }
 
-let setOneRegNoncanonicalCheck = Check("set_one_reg_rejects_noncanonical", uapi: oneRegUAPI, requires: [oneRegCap]) { t in
+let setOneRegNoncanonicalCheck = Check("set_one_reg_rejects_noncanonical", uapi: oneRegUAPI, requires: [oneRegCap],
+    killedBy: [.oneRegBadIDAccepted, .oneRegWrongMSR]) { t in
     let vcpu = try t.system.createVM().createVCPU()
     let lstar = X86RegID.msr(0xC000_0082)
     try vcpu.setOneReg(lstar, 0xFFFF_FFFF_8100_1000)
@@ -160,7 +164,7 @@ let setOneRegNoncanonicalCheck = Check("set_one_reg_rejects_noncanonical", uapi:
 }
 
 let guestSSPRoundTripCheck = Check("guest_ssp_round_trips_with_shstk", uapi: ["KVM_REG_GUEST_SSP", "KVM_X86_REG_KVM", "KVM_GET_REG_LIST"],
-      requires: [oneRegCap, shstkSupported]) { t in
+      requires: [oneRegCap, shstkSupported], killedBy: [.oneRegSSPNotStored]) { t in
     let g = try t.guest { a in a.ucallDone() }
     let result = g.vcpu.tryRegList(capacity: 8).result
     try t.assert((try? result.get())?.contains(X86RegID.guestSSP) == true, "KVM_GET_REG_LIST with SHSTK",

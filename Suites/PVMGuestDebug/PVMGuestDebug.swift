@@ -17,7 +17,8 @@ let pvmGuestDebugSuite: Suite = Suite(
     "pvm-guest-debug", summary: "guest-owned DR7, #DB/#BP delivered to the guest unless the host debugs it",
     series: "pvm-guest-debug", features: pvmGuestDebugFeatures, checks: [
         guestExecuteBreakpointsCheck,
-        Check("vmm_loaded_breakpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
+        Check("vmm_loaded_breakpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both,
+              killedBy: [.guestDR7NotKept]) { t in
             // Same as above with DR0/DR7 loaded by KVM_SET_DEBUGREGS at both levels, so a CPL0/CPL3
             // difference is told apart from a MOV-DR/SET_DEBUGREGS difference.
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
@@ -32,7 +33,7 @@ let pvmGuestDebugSuite: Suite = Suite(
         },
         guestWriteWatchpointCheck,
         guestInt3Check,
-        Check("guest_dr7_gd_raises_db_bd", uapi: guestDRUAPI + ["DR7.GD", "DR6.BD"], levels: .only(.cpl0)) { t in
+        Check("guest_dr7_gd_raises_db_bd", uapi: guestDRUAPI + ["DR7.GD", "DR6.BD"], levels: .only(.cpl0), killedBy: [.guestDR6ResetOnEntry]) { t in
             let g = try t.guest { a in
                 a.mov(.rax, Int64((DR7.fixed | .generalDetect).rawValue))
                 a.mov(.dr7, .rax)
@@ -53,7 +54,8 @@ let pvmGuestDebugSuite: Suite = Suite(
             try t.assert(!DR7(values[1]).generalDetectEnabled, "DR7 the guest reads after the GD #DB",
                          expected: "GD clear (the CPU clears it on #DB)", observed: "\(DR7(values[1]))")
         },
-        Check("guest_dr7_reads_back", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .only(.cpl0)) { t in
+        Check("guest_dr7_reads_back", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .only(.cpl0),
+              killedBy: [.guestDR7NotKept]) { t in
             // Armed on addresses nothing touches, so the value is all that matters.
             let value = DR7.fixed | DR7.arming(0, .write, length: 4) | DR7.arming(2, .execute)
             let g = try t.guest { a in
@@ -68,7 +70,8 @@ let pvmGuestDebugSuite: Suite = Suite(
             try assertDR7(t, DR7(try g.vcpu.debugRegs().dr7), value, "KVM_GET_DEBUGREGS.dr7 after the guest wrote DR7")
         },
         Check("host_single_step_takes_guest_db", uapi: guestDRUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
-              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
+              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both,
+              killedBy: [.debugDR6StatusLost, .debugPCOffByOne, .guestDR7NotKept]) { t in
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
             let g = try guestArmedGuest(t, dr7: dr7, targets: [0: .label("bp")]) { a in
                 a.label("start"); a.nop()
@@ -100,7 +103,7 @@ let pvmGuestDebugSuite: Suite = Suite(
             try t.assertEqual(g.exceptionCount, 0, "#DBs the guest's handler took while the host was debugging")
         },
         Check("host_dr7_hidden_from_guest", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
+              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both, killedBy: [.guestDR7NotKept, .hostDR7Leaks]) { t in
             // Guest and host arm different, never-executed addresses.
             let guestDR7 = DR7.fixed | DR7.arming(3, .execute)
             let hostDR7 = DR7.fixed | DR7.arming(0, .execute) | DR7.arming(1, .write, length: 8)
@@ -119,7 +122,7 @@ let pvmGuestDebugSuite: Suite = Suite(
             try assertDR7(t, DR7(try g.vcpu.debugRegs().dr7), guestDR7, "KVM_GET_DEBUGREGS.dr7 while the host debugs the guest (the guest's own)")
         },
         Check("guest_breakpoint_works_after_host_debug", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both) { t in
+              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both, killedBy: [.guestDR7NotKept]) { t in
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
             let g = try guestArmedGuest(t, dr7: dr7, targets: [0: .label("bp")]) { a in
                 a.ucallSync(1)
@@ -199,7 +202,8 @@ private func expectGuestDB(_ t: CheckContext, _ g: Guest, at rip: UInt64, dr6: D
              expected: "\(dr6)", observed: e.dr6.map { "\($0)" } ?? "not recorded")
 }
 
-let guestExecuteBreakpointsCheck = Check("guest_execute_breakpoints_deliver_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
+let guestExecuteBreakpointsCheck = Check("guest_execute_breakpoints_deliver_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both,
+    killedBy: [.guestDR7NotKept]) { t in
     // One guest per register, each a sub-case: a #DB missing on DRn cannot shift what the
     // others are compared with, and every register gets its verdict.
     for n in 0..<4 {
@@ -216,7 +220,8 @@ let guestExecuteBreakpointsCheck = Check("guest_execute_breakpoints_deliver_db",
     }
 }
 
-let guestWriteWatchpointCheck = Check("guest_write_watchpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both) { t in
+let guestWriteWatchpointCheck = Check("guest_write_watchpoint_delivers_db", uapi: guestDRUAPI, requires: [.capability(.debugRegs)], levels: .both,
+    killedBy: [.guestDR7NotKept]) { t in
     let dr7 = DR7.fixed | DR7.arming(1, .write, length: 4)
     let g = try guestArmedGuest(t, dr7: dr7, targets: [1: .address(watched)]) { a in
         a.mov(dword: .absolute(watched), 0x1234)
@@ -229,7 +234,12 @@ let guestWriteWatchpointCheck = Check("guest_write_watchpoint_delivers_db", uapi
     try g.expectSync(1)
 }
 
-let guestInt3Check = Check("guest_int3_delivers_bp", uapi: ["int3", "#BP"], levels: .both) { t in
+/// int3 -> the guest's #BP happens inside one KVM_RUN with nothing at the ioctl seam to pervert.
+private let int3Unkillable = "int3 -> guest #BP happens inside one KVM_RUN with host debugging off, with no ioctl to pervert; "
+    + "a mutant forcing host SW breakpoints on kills it only where the kernel's host SW breakpoints intercept guest int3, "
+    + "which is not true of every kernel (README: what kvmcheck found), so the test could not hold it to that"
+
+let guestInt3Check = Check("guest_int3_delivers_bp", uapi: ["int3", "#BP"], levels: .both, unkillable: int3Unkillable) { t in
     let g = try t.guest { a in
         a.label("int3"); a.int3()
         a.label("after")

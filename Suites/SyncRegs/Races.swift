@@ -15,20 +15,23 @@ let syncRegsUpstreamEntry: SuiteEntryPoint = { registerSuite(syncRegsUpstreamSui
 let syncRegsUpstreamSuite = Suite(
     "sync-regs-upstream", summary: "sync_regs_test.c parity: races on kvm_run.s, valid=0 with all dirty, apic_base, cap mask",
     series: "cr3-debug-exit", checks: [
-        Check("race_cr4_pae_toggle_with_translate", uapi: dirtyUAPI + ["KVM_TRANSLATE"], requires: [allSyncSets]) { t in
+        Check("race_cr4_pae_toggle_with_translate", uapi: dirtyUAPI + ["KVM_TRANSLATE"], requires: [allSyncSets],
+              killedBy: [.syncRegsInvalidStateEntered, .syncRegsStale]) { t in
             // A splat while racing fails this check through the runner's per-check kernel log.
             try raceCheck(t, .cr4PAEToggle)
         },
-        Check("race_invalid_exception_vector", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets]) { t in
+        Check("race_invalid_exception_vector", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets],
+              killedBy: [.syncRegsInvalidStateEntered, .syncRegsStale]) { t in
             // A splat while racing fails this check through the runner's per-check kernel log.
             try raceCheck(t, .invalidExceptionVector)
         },
-        Check("race_exception_pending_and_injected", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets]) { t in
+        Check("race_exception_pending_and_injected", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets],
+              killedBy: [.syncRegsInvalidStateEntered, .syncRegsStale]) { t in
             // A splat while racing fails this check through the runner's per-check kernel log.
             try raceCheck(t, .pendingAndInjected)
         },
         Check("dirty_all_sets_with_valid_zero_reach_guest_copy_nothing", uapi: dirtyUAPI + ["kvm_run.kvm_valid_regs"],
-              requires: [allSyncSets]) { t in
+              requires: [allSyncSets], killedBy: [.dirtyRegsIgnored, .syncRegsCopiedUnasked, .syncRegsStale]) { t in
             let g = try countingGuest(t)
             g.vcpu.syncValidRegs = .all
             try g.expectSync(1)
@@ -46,7 +49,8 @@ let syncRegsUpstreamSuite = Suite(
             t.expect(changed == 0, "kvm_run.s (regs, sregs, events) with kvm_valid_regs = 0",
                          expected: "not written (nothing copied out)", observed: "\(changed) byte(s) rewritten, s.regs.rbx = \(hex(g.vcpu.syncedRegs.rbx))")
         },
-        Check("apic_base_via_dirty_sregs", uapi: dirtyUAPI + ["kvm_sregs.apic_base"], requires: [allSyncSets]) { t in
+        Check("apic_base_via_dirty_sregs", uapi: dirtyUAPI + ["kvm_sregs.apic_base"], requires: [allSyncSets],
+              killedBy: [.dirtyRegsIgnored, .syncRegsStale]) { t in
             let g = try countingGuest(t)
             g.vcpu.syncValidRegs = .all
             try g.expectSync(1)
@@ -60,10 +64,11 @@ let syncRegsUpstreamSuite = Suite(
             t.expectEqual(g.vcpu.syncedSregs.apic_base, base, "kvm_run.s.sregs.apic_base synced out after the run (was \(hex(before)))")
             t.expectEqual(try g.vcpu.sregs().apic_base, base, "KVM_GET_SREGS apic_base")
         },
-        Check("all_sets_plus_undefined_dirty_bit_einval_before_entry", uapi: dirtyUAPI, requires: [allSyncSets]) { t in
+        Check("all_sets_plus_undefined_dirty_bit_einval_before_entry", uapi: dirtyUAPI, requires: [allSyncSets],
+              killedBy: [.dirtyRegsIgnored, .undefinedSyncBitsAccepted]) { t in
             try expectDirtyRejected(t, dirty: SyncRegSet.all.union(undefinedSyncBit))
         },
-        Check("cap_advertises_no_undefined_bit", uapi: ["KVM_CAP_SYNC_REGS"], requires: [allSyncSets]) { t in
+        Check("cap_advertises_no_undefined_bit", uapi: ["KVM_CAP_SYNC_REGS"], requires: [allSyncSets], killedBy: [.syncRegsCapUndefinedBit]) { t in
             let mask = UInt64(try t.system.checkExtension(.syncRegs))
             try t.assert(mask & ~SyncRegSet.all.rawValue == 0, "KVM_CHECK_EXTENSION(KVM_CAP_SYNC_REGS)",
                          expected: "only REGS|SREGS|EVENTS (0x7); bit 31 is the one upstream's tests use as invalid",

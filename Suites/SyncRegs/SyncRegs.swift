@@ -36,7 +36,7 @@ let syncRegsSuite = Suite(
                          expected: "rewritten to match KVM_GET_SREGS (\(fresh.allSatisfy { $0 == 0 } ? "all clear" : "bits set"))",
                          observed: synced.allSatisfy { $0 == 0xFF } ? "stale userspace bits kept" : "partially rewritten")
         },
-        Check("valid_regs_zero_copies_nothing", uapi: syncUAPI, requires: [allSyncSets]) { t in
+        Check("valid_regs_zero_copies_nothing", uapi: syncUAPI, requires: [allSyncSets], killedBy: [.syncRegsCopiedUnasked]) { t in
             let g = try t.guest { a in a.ucallSync(1); a.ucallDone() }
             g.vcpu.poisonSyncRegs(poison)
             g.vcpu.syncValidRegs = []
@@ -45,11 +45,11 @@ let syncRegsSuite = Suite(
                          expected: "untouched (\(hex(poison)) poison)", observed: "overwritten by the kernel")
         },
         dirtyRegsReachGuestCheck,
-        Check("regs_write_without_dirty_bit_ignored", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
+        Check("regs_write_without_dirty_bit_ignored", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both, killedBy: [.dirtyRegsAssumed]) { t in
             let (seen, _) = try rbxAfterSyncedWrite(t, dirty: [])
             try t.assertEqual(seen, UInt64(0x1111), "rbx the guest sees when kvm_dirty_regs is 0")
         },
-        Check("dirty_events_inject_exception", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
+        Check("dirty_events_inject_exception", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both, killedBy: [.dirtyRegsIgnored]) { t in
             let g = try t.guest { a in
                 a.onFault(resumeAt: "after")
                 a.ucallSync(1)
@@ -69,7 +69,8 @@ let syncRegsSuite = Suite(
             try g.expectException(.ud, because: "injected through kvm_dirty_regs EVENTS")
             try g.expectSync(2)
         },
-        Check("dirty_sregs_cr0_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .only(.cpl0)) { t in
+        Check("dirty_sregs_cr0_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .only(.cpl0),
+              killedBy: [.dirtyRegsIgnored, .syncRegsStale]) { t in
             let g = try t.guest { a in
                 a.ucallSync(1)
                 a.mov(.rax, .cr0)
@@ -86,16 +87,18 @@ let syncRegsSuite = Suite(
             let seen = try g.expectSync(2)[0]
             try t.assertEqual(seen & 0x8, 0x8, "CR0.TS the guest reads after setting it via kvm_dirty_regs SREGS (CR0 was \(hex(before)))")
         },
-        Check("undefined_valid_bit_einval_before_entry", uapi: syncUAPI, requires: [allSyncSets]) { t in
+        Check("undefined_valid_bit_einval_before_entry", uapi: syncUAPI, requires: [allSyncSets], killedBy: [.undefinedSyncBitsAccepted]) { t in
             try assertRejectedBeforeEntry(t, valid: undefinedSyncBit, dirty: [])
         },
-        Check("undefined_dirty_bit_einval_before_entry", uapi: dirtyUAPI, requires: [allSyncSets]) { t in
+        Check("undefined_dirty_bit_einval_before_entry", uapi: dirtyUAPI, requires: [allSyncSets],
+              killedBy: [.dirtyRegsIgnored, .undefinedSyncBitsAccepted]) { t in
             try assertRejectedBeforeEntry(t, valid: [], dirty: undefinedSyncBit)
         },
-        Check("valid_plus_undefined_bit_einval_before_entry", uapi: syncUAPI, requires: [allSyncSets]) { t in
+        Check("valid_plus_undefined_bit_einval_before_entry", uapi: syncUAPI, requires: [allSyncSets], killedBy: [.undefinedSyncBitsAccepted]) { t in
             try assertRejectedBeforeEntry(t, valid: SyncRegSet.all.union(undefinedSyncBit), dirty: .regs)
         },
-        Check("bit_63_einval_unless_conditional_sync", uapi: syncUAPI + ["KVM_SYNC_REGS_CONDITIONAL"], requires: [allSyncSets]) { t in
+        Check("bit_63_einval_unless_conditional_sync", uapi: syncUAPI + ["KVM_SYNC_REGS_CONDITIONAL"], requires: [allSyncSets],
+              killedBy: [.conditionalSyncEveryExit, .syncBit63Ignored]) { t in
             // Bit 63 is undefined unless the kernel implements the proposal; then it must be rejected like any other.
             if bit63Behaviour(t.system) == .conditional { throw Skip("bit 63 is KVM_SYNC_REGS_CONDITIONAL on this kernel (an unmarked exit copied nothing)") }
             try assertRejectedBeforeEntry(t, valid: [.regs, .conditional], dirty: [])
@@ -166,31 +169,34 @@ func assertRejectedBeforeEntry(_ t: CheckContext, valid: SyncRegSet, dirty: Sync
     try g.expectSync(1)
 }
 
-let syncedRegsCheck = Check("synced_regs_equal_get_regs", uapi: syncUAPI, requires: [allSyncSets], levels: .both) { t in
+let syncedRegsCheck = Check("synced_regs_equal_get_regs", uapi: syncUAPI, requires: [allSyncSets], levels: .both, killedBy: [.syncRegsStale]) { t in
     try compareSynced(t, .regs, field: UAPILayout.regsField) {
         try UAPILayout.significantBytes($0.vcpu.regs())
     } synced: { UAPILayout.significantBytes($0.syncedRegs) }
 }
 
-let syncedSRegsCheck = Check("synced_sregs_equal_get_sregs", uapi: syncUAPI, requires: [allSyncSets], levels: .both) { t in
+let syncedSRegsCheck = Check("synced_sregs_equal_get_sregs", uapi: syncUAPI, requires: [allSyncSets], levels: .both,
+    killedBy: [.syncRegsStale]) { t in
     try compareSynced(t, .sregs, field: UAPILayout.sregsField) {
         try UAPILayout.significantBytes($0.vcpu.sregs())
     } synced: { UAPILayout.significantBytes($0.syncedSregs) }
 }
 
-let syncedEventsCheck = Check("synced_events_equal_get_vcpu_events", uapi: syncUAPI, requires: [allSyncSets], levels: .both) { t in
+let syncedEventsCheck = Check("synced_events_equal_get_vcpu_events", uapi: syncUAPI, requires: [allSyncSets], levels: .both,
+    killedBy: [.syncRegsStale]) { t in
     try compareSynced(t, .events, field: UAPILayout.eventsField) {
         try UAPILayout.significantBytes($0.vcpu.events())
     } synced: { UAPILayout.significantBytes($0.syncedEvents) }
 }
 
-let dirtyRegsReachGuestCheck = Check("dirty_regs_write_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both) { t in
+let dirtyRegsReachGuestCheck = Check("dirty_regs_write_reaches_guest", uapi: dirtyUAPI, requires: [allSyncSets], levels: .both,
+    killedBy: [.dirtyRegsIgnored, .syncRegsStale]) { t in
     let (seen, dirtyAfter) = try rbxAfterSyncedWrite(t, dirty: .regs)
     try t.assertEqual(seen, UInt64(0xBAD1_DEA0), "rbx the guest sees after a kvm_dirty_regs REGS write")
     try t.assertEqual(dirtyAfter.contains(.regs), false, "kvm_dirty_regs REGS bit after KVM_RUN consumed it")
 }
 
 let conditionalSyncOnMarkedExitsCheck = Check("conditional_sync_on_marked_exits_only", uapi: ["KVM_SYNC_REGS_CONDITIONAL", "kvm_run.kvm_save_regs_on_exit"],
-    requires: [allSyncSets]) { t in
+    requires: [allSyncSets], killedBy: [.conditionalSyncMarkedDropped], gapUnder: [.conditionalSyncEveryExit]) { t in
     try conditionalSyncCheck(t)
 }

@@ -1,0 +1,53 @@
+import CKVM
+import Glibc
+
+// debugctl: MSR_IA32_DEBUGCTLMSR and its FREEZE_IN_SMM bit (14) through KVM_SET/GET_MSRS and ONE_REG.
+
+private let debugCtl: UInt32 = 0x1D9
+private let freezeInSMM: UInt64 = 1 << 14
+private let debugCtlID = ckvm_x86_reg_msr(debugCtl)
+
+extension KernelDoubles {
+    static let debugCtlMutants: [KernelDouble] = [
+        .mutant(.debugctlBit14Accepted, "KVM_SET_MSRS / KVM_SET_ONE_REG accept DEBUGCTL.FREEZE_IN_SMM (dropping it silently)") { call, forward in
+            if call.request == CKVM_REQ_SET_MSRS {
+                forEachMSR(call) { index, data in if index == debugCtl { data.pointee &= ~freezeInSMM } }
+            }
+            if let (reg, value) = oneReg(call, CKVM_REQ_SET_ONE_REG, id: debugCtlID), let value, value.pointee & freezeInSMM != 0 {
+                var cleared = value.pointee & ~freezeInSMM
+                // SAFETY: `cleared` outlives the real ioctl that reads it through the copy's addr.
+                return withUnsafeMutablePointer(to: &cleared) { p in
+                    var copy = reg.pointee
+                    copy.addr = UInt64(UInt(bitPattern: p))
+                    return realIoctl(call.fd, CKVM_REQ_SET_ONE_REG, &copy)
+                }
+            }
+            return forward(call)
+        },
+        .mutant(.debugctlBit14Shown, "KVM_GET_MSRS / KVM_GET_ONE_REG report DEBUGCTL with the host's FREEZE_IN_SMM bit set") { call, forward in
+            let r = forward(call)
+            guard r >= 0 else { return r }
+            if call.request == CKVM_REQ_GET_MSRS {
+                forEachMSR(call, limit: r) { index, data in if index == debugCtl { data.pointee |= freezeInSMM } }
+            }
+            if let (_, value) = oneReg(call, CKVM_REQ_GET_ONE_REG, id: debugCtlID), let value { value.pointee |= freezeInSMM }
+            return r
+        },
+        .mutant(.debugctlWritesDropped, "KVM_SET_MSRS / KVM_SET_ONE_REG accept every DEBUGCTL write (without bit 14) and keep nothing") { call, forward in
+            if call.request == CKVM_REQ_SET_MSRS {
+                forEachMSR(call) { index, data in if index == debugCtl && data.pointee & freezeInSMM == 0 { data.pointee = 0 } }
+            }
+            if let (_, value) = oneReg(call, CKVM_REQ_SET_ONE_REG, id: debugCtlID), let value, value.pointee & freezeInSMM == 0 {
+                return 0
+            }
+            return forward(call)
+        },
+        .mutant(.debugctlLegacyBitsRejected, "KVM_SET_MSRS refuses DEBUGCTL.BTF/LBR instead of tolerating them (legacy ABI broken)") { call, forward in
+            var refuse = false
+            if call.request == CKVM_REQ_SET_MSRS {
+                forEachMSR(call) { index, data in if index == debugCtl && data.pointee & 3 != 0 { refuse = true } }
+            }
+            return refuse ? 0 : forward(call)
+        },
+    ]
+}
