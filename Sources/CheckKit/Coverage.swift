@@ -157,11 +157,8 @@ public final class CoverageCollector: @unchecked Sendable {
         var found: [String] = []
         func walk(_ relative: String) {
             let path = relative.isEmpty ? root : root + "/" + relative
-            guard let dir = opendir(path) else { return }
-            defer { closedir(dir) }
-            while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-                if name == "." || name == ".." { continue }
+            guard let names = try? directoryEntries(path) else { return }
+            for name in names {
                 let child = relative.isEmpty ? name : relative + "/" + name
                 var st = stat()
                 guard lstat(root + "/" + child, &st) == 0 else { continue }
@@ -207,29 +204,14 @@ public final class CoverageCollector: @unchecked Sendable {
         defer { close(fd) }
         var rest = data[...]
         while !rest.isEmpty {
-            let n = rest.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let n = SystemIO.write(fd, rest)
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw CoverageError("write failed: \(Errno(rawValue: errno).symbolicName)") }
             rest = rest.dropFirst(n)
         }
     }
 
-    static func entryNames(_ fd: CInt) -> [String] {
-        let copy = dup(fd)
-        guard copy >= 0, let dir = fdopendir(copy) else { return ["?"] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
-
-    static func isDirectory(_ path: String) -> Bool {
-        var st = stat()
-        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
-    }
+    static func entryNames(_ fd: CInt) -> [String] { (try? directoryEntries(fd: fd)) ?? ["?"] }
 
     /// A mount point has a different device than its parent.
     static func isMountPoint(_ path: String) -> Bool {
@@ -237,11 +219,7 @@ public final class CoverageCollector: @unchecked Sendable {
         return stat(path, &here) == 0 && stat(path + "/..", &parent) == 0 && here.st_dev != parent.st_dev
     }
 
-    func kernelRelease() -> String {
-        var u = utsname()
-        guard uname(&u) == 0 else { return "" }
-        return withUnsafeBytes(of: u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-    }
+    func kernelRelease() -> String { HostInfo.current().kernelRelease }
 }
 
 /// `DIR/index.json`, read by ci/coverage-report.
