@@ -83,7 +83,7 @@ import Testing
         (["--cap", "KVM_CAP_X86_GUEST_DEBUG_CR3=0"], "a capability number is above 0"),
         (["--cap=KVM_CAP_X86_GUEST_DEBUG_CR3=-3"], "a capability number is above 0"),
         (["--cap", "=5"], "the name must be a capability name"),
-        (["--cap", "KVM_CAP_NO_SUCH_THING=5"], "no check requires it (known: KVM_CAP_X86_GUEST_DEBUG_CR3)"),
+        (["--cap", "KVM_CAP_NO_SUCH_THING=5"], "no check requires it (known: "),
         (["--cap", "KVM_CAP_X86_GUEST_DEBUG_CR3=250", "--cap", "KVM_CAP_X86_GUEST_DEBUG_CR3=251"],
          "KVM_CAP_X86_GUEST_DEBUG_CR3 is 250 (--cap) and 251 (--cap): give one number"),
         (["--cap", "KVM_CAP_X86_GUEST_DEBUG_CR3=250", "--debug-cr3-cap", "251"],
@@ -166,7 +166,8 @@ import Testing
     }
 
     @Test func theSuiteNamesItsCapability() {
-        #expect(ProposedCapabilities.required(by: SuiteRegistry.all(includeHidden: true)) == [Self.cr3: "cr3-debug-exit"])
+        // Other series may add capabilities of their own: only this one's entry is pinned.
+        #expect(ProposedCapabilities.required(by: SuiteRegistry.all(includeHidden: true))[Self.cr3] == "cr3-debug-exit")
     }
 
     /// End to end (needs KVM): each way of giving the number reaches the child's SKIP text and the header.
