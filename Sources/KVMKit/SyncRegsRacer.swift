@@ -25,7 +25,7 @@ public final class SyncRegsRacer {
         // SAFETY: the C thread only stores into the shared kvm_run page, which outlives it: `vcpu`
         // is held until deinit, and deinit joins the thread first.
         guard let r = ckvm_racer_start(vcpu.shared, kind.rawValue, &err) else {
-            throw KVMError("pthread_create(sync-regs racer)", .failed(errno: Errno(rawValue: err)))
+            throw KVMError("pthread_create(kvm_run racer thread)", .failed(errno: Errno(rawValue: err)))
         }
         self.vcpu = vcpu
         self.racer = r

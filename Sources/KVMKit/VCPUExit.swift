@@ -100,7 +100,7 @@ public struct DebugExit: Equatable, Sendable, CustomStringConvertible {
     public let dr6: DR6
     public let dr7: DR7
     /// The 8 bytes right after dr7: the proposed `cr3` field. Meaningful only on a kernel that
-    /// fills it (see the debug-cr3 suite's canary rule); otherwise whatever was there before.
+    /// fills it (a canary planted before KVM_RUN tells the two apart); otherwise whatever was there before.
     public let cr3Slot: UInt64
 
     public init(exception: ExceptionVector, pc: UInt64, dr6: DR6, dr7: DR7, cr3Slot: UInt64) {

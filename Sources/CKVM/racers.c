@@ -1,0 +1,80 @@
+/* racers.c — a second thread writing kvm_run's sync state while KVM_RUN runs (sync_regs_test's races). */
+#define _GNU_SOURCE
+#include "ckvm.h"
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- sync-regs racers ---- */
+struct ckvm_racer {
+    pthread_t thread;
+    struct kvm_run *run;
+    int kind;
+    volatile int stop;
+    volatile unsigned long rounds;
+};
+
+#define RACE_STORE(lvalue, value) (*(volatile __typeof__(lvalue) *)&(lvalue) = (value))
+
+static void *racer_main(void *arg) {
+    struct ckvm_racer *r = arg;
+    struct kvm_run *run = r->run;
+    struct kvm_vcpu_events *ev = &run->s.regs.events;
+    __u64 pae_on = run->s.regs.sregs.cr4 | (1ull << 5), pae_off = pae_on & ~(1ull << 5);
+    if (r->kind == CKVM_RACE_PENDING_AND_INJECTED) RACE_STORE(ev->exception.nr, 6);
+    while (!r->stop) {
+        switch (r->kind) {
+        case CKVM_RACE_CR4_PAE:
+            RACE_STORE(run->kvm_dirty_regs, KVM_SYNC_X86_SREGS);
+            RACE_STORE(run->s.regs.sregs.cr4, pae_on);
+            for (int i = 0; i < 512; i++) __asm__ volatile("nop");
+            RACE_STORE(run->s.regs.sregs.cr4, pae_off);
+            break;
+        case CKVM_RACE_EXCEPTION_VECTOR:
+            RACE_STORE(run->kvm_dirty_regs, KVM_SYNC_X86_EVENTS);
+            RACE_STORE(ev->flags, 0);
+            RACE_STORE(ev->exception.nr, 6);
+            RACE_STORE(ev->exception.pending, 1);
+            RACE_STORE(ev->exception.nr, 255);
+            break;
+        default:
+            RACE_STORE(run->kvm_dirty_regs, KVM_SYNC_X86_EVENTS);
+            RACE_STORE(ev->flags, 0);
+            RACE_STORE(ev->exception.injected, 1);
+            RACE_STORE(ev->exception.pending, 1);
+            break;
+        }
+        r->rounds++;
+    }
+    return NULL;
+}
+
+struct ckvm_racer *ckvm_racer_start(struct kvm_run *run, int kind, int *err) {
+    struct ckvm_racer *r = calloc(1, sizeof(*r));
+    if (!r) { *err = ENOMEM; return NULL; }
+    r->run = run;
+    r->kind = kind;
+    /* The racer must never take the vCPU thread's watchdog signal. */
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &saved);
+    int e = pthread_create(&r->thread, NULL, racer_main, r);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (e) { free(r); *err = e; return NULL; }
+    return r;
+}
+
+unsigned long ckvm_racer_stop(struct ckvm_racer *r) {
+    r->stop = 1;
+    pthread_join(r->thread, NULL);
+    unsigned long rounds = r->rounds;
+    free(r);
+    return rounds;
+}
