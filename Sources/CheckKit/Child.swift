@@ -33,26 +33,13 @@ struct ChildReport: Codable, Equatable {
 
 func jsonMember(_ key: String, _ value: String) -> String { jsonString(key) + ":" + jsonString(value) }
 
+private let jsonEscapes: [Unicode.Scalar: String] = ["\"": "\\\"", "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"]
+
 /// A JSON string literal: quote, backslash and every control character escaped (RFC 8259).
 func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 {
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
+    escaped(s, quote: "\"", table: jsonEscapes) { scalar in
+        scalar.value < 0x20 ? "\\u" + paddedHex(scalar.value, digits: 4) : nil
     }
-    return out + "\""
 }
 
 struct FailureRecord: Codable, Equatable {

@@ -111,22 +111,32 @@ func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
     scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
 }
 
+private let messageEscapes: [Unicode.Scalar: String] = ["\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"]
+
 /// `value` in single quotes for a one-line message: control characters (a newline in a
 /// path or option value would split the message) are written as escapes.
 public func messageQuoted(_ value: String) -> String {
-    var out = "'"
-    for scalar in value.unicodeScalars {
-        switch scalar {
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case "\\": out += "\\\\"
-        case _ where needsEscape(scalar):
-            out += "\\u{\(String(scalar.value, radix: 16))}"
-        default: out.unicodeScalars.append(scalar)
-        }
+    escaped(value, quote: "'", table: messageEscapes) { scalar in
+        needsEscape(scalar) ? "\\u{\(String(scalar.value, radix: 16))}" : nil
     }
-    return out + "'"
+}
+
+/// `s` between `quote`s, each scalar `table` names replaced by its text, and each other scalar
+/// for which `other` returns text replaced by that: the one loop every format's escaping uses
+/// (the formats differ only in their tables).
+public func escaped(_ s: String, quote: String = "", table: [Unicode.Scalar: String],
+                    other: (Unicode.Scalar) -> String? = { _ in nil }) -> String {
+    var out = quote
+    for scalar in s.unicodeScalars {
+        if let text = table[scalar] ?? other(scalar) { out += text } else { out.unicodeScalars.append(scalar) }
+    }
+    return out + quote
+}
+
+/// `value` in hex, zero-padded to `digits`.
+public func paddedHex(_ value: UInt32, digits: Int, uppercase: Bool = false) -> String {
+    let hex = String(value, radix: 16, uppercase: uppercase)
+    return String(repeating: "0", count: max(0, digits - hex.count)) + hex
 }
 
 /// A message folded onto one line (for a SKIP reason or a caps cell built from a failure).

@@ -39,30 +39,15 @@ func tapDescription(_ s: String) -> String { lineSafe(s, escaping: "\\#") }
 /// A TAP/KTAP diagnostic line.
 func tapComment(_ s: String) -> String { "# " + lineSafe(s) }
 
+private let yamlEscapes: [Unicode.Scalar: String] = ["\\": "\\\\", "\"": "\\\"", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0", "\u{1B}": "\\e"]
+
 /// A YAML 1.1 double-quoted scalar that PyYAML loads back to the same text: every character
 /// YAML may not hold raw (or would fold as a line break) is an escape.
 func yamlQuote(_ s: String) -> String {
-    var out = "\""
-    for v in s.unicodeScalars {
-        switch v {
-        case "\\": out += "\\\\"
-        case "\"": out += "\\\""
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case "\r": out += "\\r"
-        case "\0": out += "\\0"
-        case "\u{1B}": out += "\\e"
-        default:
-            if isLineUnsafe(v) || v.value == 0x85 {
-                let hex = String(v.value, radix: 16, uppercase: true)
-                out += v.value <= 0xFF ? "\\x" + String(repeating: "0", count: 2 - hex.count) + hex
-                                       : "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            } else {
-                out.unicodeScalars.append(v)
-            }
-        }
+    escaped(s, quote: "\"", table: yamlEscapes) { v in
+        guard isLineUnsafe(v) || v.value == 0x85 else { return nil }
+        return v.value <= 0xFF ? "\\x" + paddedHex(v.value, digits: 2, uppercase: true) : "\\u" + paddedHex(v.value, digits: 4, uppercase: true)
     }
-    return out + "\""
 }
 
 /// KTAP descriptions may not contain `#` at all (kunit_parser reads the name as `[^#]*`).
@@ -73,25 +58,14 @@ func ktapDescription(_ s: String) -> String { lineSafe(s).replacing("#", with: "
 func ktapReason(_ s: String) -> String { lineSafe(s).replacing("# ", with: "\\# ") }
 
 
+private let xmlEscapes: [Unicode.Scalar: String] = ["&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "\n": "&#10;", "\t": "&#9;", "\r": "&#13;"]
+
 /// Text for an XML 1.0 attribute or element: markup escaped, tab/LF/CR as character
 /// references (kept through attribute normalisation), and every character XML 1.0 cannot
 /// hold at all (NUL, other C0 controls, U+FFFE/U+FFFF), and C1 controls, as a visible `\xNN`.
 func xmlEscape(_ s: String) -> String {
-    var out = ""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "&": out += "&amp;"
-        case "<": out += "&lt;"
-        case ">": out += "&gt;"
-        case "\"": out += "&quot;"
-        case "\n": out += "&#10;"
-        case "\t": out += "&#9;"
-        case "\r": out += "&#13;"
-        default:
-            out += isLineUnsafe(scalar) && scalar.value != 0x2028 && scalar.value != 0x2029 && scalar.value != 0xFEFF
-                ? visibleEscape(scalar) : String(scalar)
-        }
+    escaped(s, table: xmlEscapes) { scalar in
+        isLineUnsafe(scalar) && scalar.value != 0x2028 && scalar.value != 0x2029 && scalar.value != 0xFEFF ? visibleEscape(scalar) : nil
     }
-    return out
 }
 
