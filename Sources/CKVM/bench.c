@@ -12,20 +12,27 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- benchmark reference loop ---- */
+/* ---- benchmark reference loops ---- */
+
+/* What one KVM_RUN's result means for a loop: 0 next iteration, 1 retry it (EINTR/EAGAIN
+ * without the watchdog), anything else the loop's return value. */
+static inline long bench_step(long r, const struct kvm_run *run, unsigned int reason) {
+    if (r == -EINTR || r == -EAGAIN)
+        return ckvm_watchdog_fired() ? r : 1;
+    if (r < 0)
+        return r;
+    if (run->exit_reason != reason)
+        return -(100000 + (long)run->exit_reason);
+    return 0;
+}
+
 long ckvm_bench_run_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason) {
     for (unsigned long i = 0; i < n; i++) {
-        long r = ckvm_ioctl(vcpu_fd, KVM_RUN, NULL);
-        if (r == -EINTR && ckvm_watchdog_fired())
-            return r;
-        if (r == -EINTR || r == -EAGAIN) {
+        long step = bench_step(ckvm_ioctl(vcpu_fd, KVM_RUN, NULL), run, reason);
+        if (step == 1)
             i--;
-            continue;
-        }
-        if (r < 0)
-            return r;
-        if (run->exit_reason != reason)
-            return -(100000 + (long)run->exit_reason);
+        else if (step != 0)
+            return step;
     }
     return (long)n;
 }
@@ -40,16 +47,11 @@ long ckvm_bench_raw_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n
                          : "=a"(r)
                          : "0"((long)SYS_ioctl), "D"((long)vcpu_fd), "S"((long)KVM_RUN), "d"(0L)
                          : "rcx", "r11", "memory");
-        if (r == -EINTR || r == -EAGAIN) {
-            if (ckvm_watchdog_fired())
-                return r;
+        long step = bench_step(r, run, reason);
+        if (step == 1)
             i--;
-            continue;
-        }
-        if (r < 0)
-            return r;
-        if (run->exit_reason != reason)
-            return -(100000 + (long)run->exit_reason);
+        else if (step != 0)
+            return step;
     }
     return (long)n;
 }
