@@ -86,9 +86,9 @@ struct Snapshot: Equatable {
         guard bytes.count == other.bytes.count, readable == other.readable else { return false }
         let skipped = Snapshot.syncState
         let kept = [0..<skipped[0].lowerBound, skipped[0].upperBound..<skipped[1].lowerBound, skipped[1].upperBound..<bytes.count]
+        // SAFETY: both buffers hold bytes.count bytes and every kept range lies inside them.
         return bytes.withUnsafeBytes { a in
             other.bytes.withUnsafeBytes { b in
-                // SAFETY: both buffers hold bytes.count bytes and every kept range lies inside them.
                 kept.allSatisfy { $0.isEmpty || memcmp(a.baseAddress! + $0.lowerBound, b.baseAddress! + $0.lowerBound, $0.count) == 0 }
             }
         }
@@ -128,8 +128,8 @@ struct Snapshot: Equatable {
         }
     }
 
+    // SAFETY: every caller above passes a range it showed to be the caller's memory.
     private mutating func append(_ p: UnsafeRawPointer, _ count: Int) {
-        // SAFETY: every caller above passes a range it showed to be the caller's memory.
         bytes += UnsafeRawBufferPointer(start: p, count: count)
     }
 }

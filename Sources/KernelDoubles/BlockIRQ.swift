@@ -8,6 +8,7 @@ let blockIRQBit = UInt32(KVM_GUESTDBG_BLOCKIRQ)
 extension KernelDoubles {
     static let blockIRQ: [KernelDouble] = [
         .mutant(.blockirqIgnored, "KVM_GUESTDBG_BLOCKIRQ accepted but ignored: IRQs are injected while stepping") { call, forward in
+            // SAFETY: a KVM_SET_GUEST_DEBUG argument is the caller's struct kvm_guest_debug, valid and unshared for this ioctl.
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) { dbg.pointee.control &= ~blockIRQBit }
             return forward(call)
         },
@@ -17,6 +18,7 @@ extension KernelDoubles {
             return forward(call)
         },
         .mutant(.blockirqForced, "KVM_SET_GUEST_DEBUG blocks interrupts (BLOCKIRQ) whenever debugging is enabled, asked or not") { call, forward in
+            // SAFETY: the same caller's kvm_guest_debug; control is edited in place before the real ioctl reads it.
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self),
                dbg.pointee.control & UInt32(KVM_GUESTDBG_ENABLE) != 0 { dbg.pointee.control |= blockIRQBit }
             return forward(call)

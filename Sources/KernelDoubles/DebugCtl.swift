@@ -11,6 +11,7 @@ extension KernelDoubles {
     static let debugCtlMutants: [KernelDouble] = [
         .mutant(.debugctlBit14Accepted, "KVM_SET_MSRS / KVM_SET_ONE_REG accept DEBUGCTL.FREEZE_IN_SMM (dropping it silently)") { call, forward in
             if call.request == CKVM_REQ_SET_MSRS {
+                // SAFETY: forEachMSR's data lies in the caller's kvm_msrs entries; oneReg's value is the caller's 64-bit register.
                 forEachMSR(call) { index, data in if index == debugCtl { data.pointee &= ~freezeInSMM } }
             }
             if let (reg, value) = oneReg(call, CKVM_REQ_SET_ONE_REG, id: debugCtlID), let value, value.pointee & freezeInSMM != 0 {
@@ -27,6 +28,7 @@ extension KernelDoubles {
         .mutant(.debugctlBit14Shown, "KVM_GET_MSRS / KVM_GET_ONE_REG report DEBUGCTL with the host's FREEZE_IN_SMM bit set") { call, forward in
             let r = forward(call)
             guard r >= 0 else { return r }
+            // SAFETY: after a successful GET, the entries and the ONE_REG value are the caller's buffers the kernel just filled.
             if call.request == CKVM_REQ_GET_MSRS {
                 forEachMSR(call, limit: r) { index, data in if index == debugCtl { data.pointee |= freezeInSMM } }
             }
@@ -34,6 +36,7 @@ extension KernelDoubles {
             return r
         },
         .mutant(.debugctlWritesDropped, "KVM_SET_MSRS / KVM_SET_ONE_REG accept every DEBUGCTL write (without bit 14) and keep nothing") { call, forward in
+            // SAFETY: data and value are the caller's SET buffers (forEachMSR, oneReg), valid for this ioctl.
             if call.request == CKVM_REQ_SET_MSRS {
                 forEachMSR(call) { index, data in if index == debugCtl && data.pointee & freezeInSMM == 0 { data.pointee = 0 } }
             }
@@ -45,6 +48,7 @@ extension KernelDoubles {
         .mutant(.debugctlLegacyBitsRejected, "KVM_SET_MSRS refuses DEBUGCTL.BTF/LBR instead of tolerating them (legacy ABI broken)") { call, forward in
             var refuse = false
             if call.request == CKVM_REQ_SET_MSRS {
+                // SAFETY: data lies in the caller's kvm_msrs entries (forEachMSR); it is only read.
                 forEachMSR(call) { index, data in if index == debugCtl && data.pointee & 3 != 0 { refuse = true } }
             }
             return refuse ? 0 : forward(call)

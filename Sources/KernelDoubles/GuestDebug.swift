@@ -8,6 +8,7 @@ private let dr6SingleStep: UInt64 = 1 << 14
 
 extension KernelDoubles {
     static let guestDebug: [KernelDouble] = [
+        // SAFETY: afterRun hands over run only after KVM_RUN returned >= 0 on this thread: the mapping is live, the exit final.
         .afterRun(.debugPCOffByOne, "kvm_debug_exit_arch.pc reports the byte after the right address") { _, run in
             if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.pc &+= 1 }
         },
@@ -16,6 +17,7 @@ extension KernelDoubles {
         },
         .mutant(.singleStepDropped, "the second single-step #DB of each vCPU is dropped (the vCPU runs on to the next one)") { call, forward in
             var r = forward(call)
+            // SAFETY: call.run is live (IoctlCall.run) and holds the exit of the KVM_RUN that just returned on this thread.
             if call.isRun, r >= 0, let run = call.run, run.pointee.exit_reason == exitDebug, run.pointee.debug.arch.dr6 & dr6SingleStep != 0 {
                 let key = "steps@\(call.fd)"
                 DoubleState.counters[key, default: 0] += 1
@@ -27,6 +29,7 @@ extension KernelDoubles {
             var r = forward(call)
             guard call.isRun, r >= 0, let run = call.run else { return r }
             let key = "after-io@\(call.fd)"
+            // SAFETY: call.run is this vCPU's live kvm_run; it is read after a successful KVM_RUN on this thread.
             if run.pointee.exit_reason == UInt32(KVM_EXIT_IO) { DoubleState.values[key] = 1; return r }
             if DoubleState.values[key] == 1, run.pointee.exit_reason == exitDebug, run.pointee.debug.arch.dr6 & dr6SingleStep != 0 {
                 DoubleState.values[key] = nil
@@ -34,10 +37,12 @@ extension KernelDoubles {
             }
             return r
         },
+        // SAFETY: as for every afterRun edit: run is live and holds the finished exit.
         .afterRun(.debugExitDR7Reset, "kvm_debug_exit_arch.dr7 reports the reset value 0x400, not the debugreg[7] userspace set") { _, run in
             if run.pointee.exit_reason == exitDebug { run.pointee.debug.arch.dr7 = 0x400 }
         },
         .mutant(.vmmRFLAGSDropped, "KVM_SET_REGS drops the RFLAGS bits the VMM sets at entry (IF, IOPL): the guest runs with them clear") { call, forward in
+            // SAFETY: a KVM_SET_REGS argument is the caller's struct kvm_regs, valid and unshared for this ioctl.
             if call.request == CKVM_REQ_SET_REGS, let regs = call.arg(as: kvm_regs.self) { regs.pointee.rflags &= ~UInt64(0x3200) }
             return forward(call)
         },
@@ -46,6 +51,7 @@ extension KernelDoubles {
             return forward(call)
         },
         .mutant(.injectIgnored, "KVM_GUESTDBG_INJECT_BP/INJECT_DB accepted but nothing is injected") { call, forward in
+            // SAFETY: a KVM_SET_GUEST_DEBUG argument is the caller's struct kvm_guest_debug, valid for this ioctl.
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) {
                 dbg.pointee.control &= ~UInt32(KVM_GUESTDBG_INJECT_BP | KVM_GUESTDBG_INJECT_DB)
             }

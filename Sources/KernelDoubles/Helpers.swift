@@ -47,6 +47,8 @@ func setOneMSR(_ fd: CInt, _ index: UInt32, _ value: UInt64) {
     _ = ckvm_real_ioctl(fd, CKVM_REQ_SET_MSRS, raw)
 }
 
+// SAFETY: with request checked, arg is the caller's struct kvm_one_reg; for a 64-bit id, addr is the caller's UInt64
+// (what the ioctl reads or fills), valid while the call runs.
 /// A KVM_GET_ONE_REG / KVM_SET_ONE_REG call for register `id`: its argument, and the 64-bit
 /// value it points at (nil when the address is null).
 func oneReg(_ call: IoctlCall, _ request: UInt, id: UInt64) -> (reg: UnsafeMutablePointer<kvm_one_reg>,

@@ -9,6 +9,7 @@ extension KernelDoubles {
     static let msrMutants: [KernelDouble] = [
         .mutant(.msrHostWriteDropped, "KVM_SET_MSRS / KVM_SET_ONE_REG of SYSENTER_ESP report success but store nothing") { call, forward in
             if call.request == CKVM_REQ_SET_MSRS, let msrs = call.arg(as: kvm_msrs.self), namesMSR(call, sysenterESP) {
+                // SAFETY: a KVM_SET_MSRS argument is the caller's struct kvm_msrs; nmsrs is its header field.
                 return Int(msrs.pointee.nmsrs)
             }
             if oneReg(call, CKVM_REQ_SET_ONE_REG, id: ckvm_x86_reg_msr(sysenterESP)) != nil { return 0 }
@@ -35,6 +36,7 @@ extension KernelDoubles {
             guard call.request == CKVM_REQ_SET_MSRS, let msrs = call.arg(as: kvm_msrs.self) else { return forward(call) }
             var hit = false
             forEachMSR(call) { index, data in
+                // SAFETY: data lies in the caller's kvm_msrs entries (forEachMSR); msrs is that struct's header.
                 let addressMSR = [0xC000_0100, 0xC000_0101, 0xC000_0102, 0xC000_0082, 0xC000_0083].contains(index) || (0x6A4...0x6A7).contains(index)
                 let v = Int64(bitPattern: data.pointee)
                 if addressMSR && (v << 16) >> 16 != v { hit = true }
@@ -43,6 +45,7 @@ extension KernelDoubles {
         },
         .mutant(.guestSSPResetNonzero, "KVM_GET_ONE_REG(KVM_REG_GUEST_SSP) on a fresh vCPU returns 0x7fff0ff8 instead of 0") { call, forward in
             let r = forward(call)
+            // SAFETY: oneReg matched the 64-bit KVM_REG_GUEST_SSP, so value is the caller's UInt64, just filled by the kernel.
             if r >= 0, let (_, value) = oneReg(call, CKVM_REQ_GET_ONE_REG, id: ckvm_x86_reg_kvm(UInt32(KVM_REG_GUEST_SSP))),
                let value, value.pointee == 0 {
                 value.pointee = 0x7FFF_0FF8

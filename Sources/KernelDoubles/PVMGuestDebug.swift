@@ -6,6 +6,8 @@ import Glibc
 extension KernelDoubles {
     static let pvmGuestDebug: [KernelDouble] = [
         .mutant(.hostDR7Leaks, "KVM_GET_DEBUGREGS reports the host's (KVM_SET_GUEST_DEBUG) DR7 instead of the guest's") { call, forward in
+            // SAFETY: each arg is the struct its checked request names (kvm_guest_debug; kvm_debugregs the kernel just filled),
+            // valid for this ioctl.
             if call.request == CKVM_REQ_SET_GUEST_DEBUG, let dbg = call.arg(as: kvm_guest_debug.self) {
                 DoubleState.values["host-dr7"] = dbg.pointee.control & UInt32(KVM_GUESTDBG_ENABLE) != 0 ? dbg.pointee.arch.debugreg.7 : nil
             }

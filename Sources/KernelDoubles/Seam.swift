@@ -22,13 +22,16 @@ public enum ModelID: String, CaseIterable, Sendable, Hashable {
 public struct IoctlCall {
     public let fd: CInt
     public let request: UInt
+    // SAFETY: arg is the ioctl caller's argument, valid for its request's struct while the call runs on this thread;
+    // run is the fd's kvm_run (VCPUMapping: a live MAP_SHARED page, kvm_run at offset 0), shared by design with the kernel
+    // and the check's own threads, so doubles only load and store its plain integer fields. Neither outlives the call.
     public let arg: UnsafeMutableRawPointer?
     /// For KVM_RUN: the vCPU's kvm_run (VCPUMapping).
     let run: UnsafeMutablePointer<kvm_run>?
 
     var isRun: Bool { request == CKVM_REQ_RUN }
+    // SAFETY: every caller first tests `request`, whose uAPI fixes the argument's type.
     func arg<T>(as type: T.Type) -> UnsafeMutablePointer<T>? {
-        // SAFETY: every caller first tests `request`, whose uAPI fixes the argument's type.
         arg?.assumingMemoryBound(to: T.self)
     }
     /// KVM_CHECK_EXTENSION passes the capability number itself as the argument.
@@ -67,6 +70,7 @@ public struct KernelDouble: Sendable {
         KernelDouble(identity: .model(id), summary: summary, requires: [], handle: handle)
     }
 
+    // SAFETY: edit gets run only after a KVM_RUN that returned >= 0 on this thread: the mapping is live, its exit final.
     /// A mutant that edits a KVM_RUN's exit after the kernel produced it.
     static func afterRun(_ id: MutantID, _ summary: String, requires: [ModelID] = [],
                          _ edit: @escaping @Sendable (IoctlCall, UnsafeMutablePointer<kvm_run>) -> Void) -> KernelDouble {
@@ -157,6 +161,7 @@ enum DoubleState {
 enum VCPUMapping {
     /// kvm_run and the proposed conditional-sync bitmap after it both sit in the first page.
     static let length = 4096
+    // SAFETY: each value is a live mmap of its fd's page 0; forget() drops it from the table as it unmaps it.
     nonisolated(unsafe) private static var runs: [CInt: UnsafeMutablePointer<kvm_run>] = [:]
 
     static func run(of fd: CInt) -> UnsafeMutablePointer<kvm_run>? {

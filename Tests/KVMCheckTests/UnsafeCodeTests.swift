@@ -2,8 +2,8 @@ import Foundation
 import Testing
 
 /// Raw-pointer code lives in KVMKit, each block with a `// SAFETY:` reason (as rust-vmm
-/// writes them); the few C-interop points outside it carry one too, and suites have none.
-/// (The kernel doubles' seam is checked by its own owner.)
+/// writes them); the few C-interop points outside it, and the kernel doubles' seam, carry one too;
+/// suites have none.
 struct UnsafeCodeTests {
     static let pointerCode = try! NSRegularExpression(pattern:
         #"Unsafe\w*Pointer|UnsafeRaw\w*|withUnsafe\w*|Unmanaged|\.pointee\b|bindMemory|assumingMemoryBound|loadUnaligned|storeBytes|OpaquePointer|\bstrdup\b"#)
@@ -13,7 +13,7 @@ struct UnsafeCodeTests {
         let root = repositoryRoot.appendingPathComponent(directory)
         guard let walker = FileManager.default.enumerator(atPath: root.path) else { return [] }
         var found: [(String, Int, [String])] = []
-        for case let path as String in walker where path.hasSuffix(".swift") && !path.contains("KernelDouble") {
+        for case let path as String in walker where path.hasSuffix(".swift") {
             let lines = try String(contentsOf: root.appendingPathComponent(path), encoding: .utf8).components(separatedBy: "\n")
             for (i, line) in lines.enumerated() {
                 let code = line.components(separatedBy: "//")[0]
@@ -31,7 +31,11 @@ struct UnsafeCodeTests {
     }
 
     @Test func pointerCodeLivesInKVMKit() throws {
-        let outside = try Self.pointerLines(under: "Sources").filter { !$0.file.hasPrefix("Sources/KVMKit/") }
+        // The test-only kernel doubles sit at the ioctl seam: editing the caller's argument structs and
+        // the vCPU's kvm_run in place is their job (issue 13 allows it), so their module may hold pointer code.
+        let outside = try Self.pointerLines(under: "Sources").filter {
+            !$0.file.hasPrefix("Sources/KVMKit/") && !$0.file.hasPrefix("Sources/KernelDoubles/")
+        }
         // C interop that cannot be typed away: the suite registry's linker section, libcap's
         // cap_free, getline, a report's FILE *, posix_spawn's argv.
         let allowed = ["Sources/CheckKit/Registry.swift", "Sources/CheckKit/Requirement.swift", "Sources/CheckKit/KernelLog.swift",
