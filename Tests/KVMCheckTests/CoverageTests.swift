@@ -138,4 +138,15 @@ struct CoverageTests {
         #expect(ran.map { Int($0.split(separator: " ")[1]) ?? 0 } ?? 0 >= 12, "every mapping test ran: \(r.stdout)")
         #expect(!r.stdout.contains("skipped") || which("gcov") == nil, "the real-gcov test runs where gcov exists")
     }
+
+    /// The Bochs transport (ci/lib/extract-coverage --e9): a framed, checksummed base64 tar among
+    /// Bochs' own output is unpacked; a damaged or truncated frame, foreign text inside it, and
+    /// tar members with '..', absolute paths or links are refused.
+    @Test func bochsFrameDecoderSelfTestsPass() throws {
+        let script = repositoryRoot.appendingPathComponent("ci/lib/extract-coverage").path
+        let r = try runProcess("/usr/bin/python3", [script, "--self-test"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let summary = r.stdout.split(separator: "\n").last { $0.hasPrefix("extract-coverage self-test: ") }
+        #expect(summary?.hasSuffix("15 of 15 cases right") == true, "every case ran and passed: \(r.stdout)")
+    }
 }
