@@ -43,6 +43,9 @@ public struct Check: Sendable {
     public let preconditions: [CheckRef]
     /// Runs with no other check at the same time (it changes host state others could see).
     public let exclusive: Bool
+    /// Runs for a set time whatever the kernel does (a race): with --jobs above 1 it is started
+    /// first, so the other checks fill the cores around it and the run ends sooner.
+    public let fixedDuration: Bool
     /// The kernel mutants (KernelDoubles) that must turn this check `not ok`: MutantTests holds
     /// each mutant to exactly the checks that name it.
     public let killedBy: [MutantID]
@@ -58,11 +61,12 @@ public struct Check: Sendable {
 
     public init(_ name: String, uapi: [String], requires: [Requirement] = [], preconditions: [CheckRef] = [],
                 levels: PrivilegeLevels = .notApplicable,
-                informational: Bool = false, exclusive: Bool = false,
+                informational: Bool = false, exclusive: Bool = false, fixedDuration: Bool = false,
                 killedBy: [MutantID] = [], unkillable: String? = nil, gapUnder: [MutantID] = [], positiveControls: [MutantID] = [],
                 _ body: @escaping @Sendable (CheckContext) throws -> Void) {
         self.name = name; self.uapi = uapi; self.requirements = requires; self.preconditions = preconditions
         self.levels = levels; self.informational = informational; self.exclusive = exclusive
+        self.fixedDuration = fixedDuration
         self.killedBy = killedBy; self.unkillable = unkillable; self.gapUnder = gapUnder; self.positiveControls = positiveControls
         self.body = body
     }

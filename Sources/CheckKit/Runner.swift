@@ -103,6 +103,14 @@ public struct Runner: Sendable {
                            milliseconds: Int(outcome.elapsed_ms), kernelLog: logged)
     }
 
+    /// The order checks start in: with several workers, those that run for a set time come first
+    /// (so the rest fill the cores around them); otherwise check order.  Results are reported in
+    /// check order either way.
+    static func dispatchOrder(_ checks: [Check], workers: Int) -> [Int] {
+        guard workers > 1 else { return Array(checks.indices) }
+        return checks.indices.filter { checks[$0].fixedDuration } + checks.indices.filter { !checks[$0].fixedDuration }
+    }
+
     /// Runs every selected instance, `jobs` at a time, and reports the results in check order as
     /// soon as each one and all before it are known, so every format is the same as a serial
     /// run's (timings aside).  Stops dispatching on SIGINT/SIGTERM/SIGHUP; what ran is reported
@@ -112,8 +120,9 @@ public struct Runner: Sendable {
         // A crashing child should say why in one line, not print a full symbolicated backtrace.
         setenv("SWIFT_BACKTRACE", "enable=no", 0)
         let instances = plan.flatMap(\.1)
-        let board = ResultBoard(count: instances.count)
-        let workers = (0..<min(coverage == nil ? jobs : 1, max(1, instances.count))).map { _ in
+        let workerCount = min(coverage == nil ? jobs : 1, max(1, instances.count))
+        let board = ResultBoard(order: Self.dispatchOrder(instances.map(\.check), workers: workerCount))
+        let workers = (0..<workerCount).map { _ in
             WorkerThread { [self] in
                 while let index = board.claim(exclusive: { instances[$0].check.exclusive }) {
                     let result = expectations.apply(to: run(instances[index]))
@@ -154,12 +163,17 @@ final class ResultBoard: @unchecked Sendable {
     /// Guards everything below.
     private let lock = ConditionLock()
     private var results: [CheckResult?]
+    private var claimed: [Bool]
+    /// The dispatch order (indices into results), and how far it has been dispatched.
+    private let order: [Int]
     private var next = 0
     private var running = 0
     private var exclusiveRunning = false
 
-    init(count: Int) {
-        results = Array(repeating: nil, count: count)
+    init(order: [Int]) {
+        self.order = order
+        results = Array(repeating: nil, count: order.count)
+        claimed = Array(repeating: false, count: order.count)
     }
 
     /// The next index to run, waiting while an exclusive check runs (or, for an exclusive one,
@@ -167,13 +181,15 @@ final class ResultBoard: @unchecked Sendable {
     func claim(exclusive: (Int) -> Bool) -> Int? {
         lock.withLock {
             while true {
-                guard next < results.count, cproc_interrupted() == 0 else { return nil }
-                let alone = exclusive(next)
+                guard next < order.count, cproc_interrupted() == 0 else { return nil }
+                let index = order[next]
+                let alone = exclusive(index)
                 if !exclusiveRunning && (!alone || running == 0) {
                     running += 1
                     exclusiveRunning = alone
                     next += 1
-                    return next - 1
+                    claimed[index] = true
+                    return index
                 }
                 lock.wait()
             }
@@ -193,7 +209,7 @@ final class ResultBoard: @unchecked Sendable {
     func result(_ index: Int) -> CheckResult? {
         lock.withLock {
             while results[index] == nil {
-                if index >= next && cproc_interrupted() != 0 { return nil }
+                if !claimed[index] && cproc_interrupted() != 0 { return nil }
                 lock.wait(milliseconds: 50) // wake to notice an interruption
             }
             return results[index]

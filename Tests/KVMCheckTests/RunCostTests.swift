@@ -154,3 +154,25 @@ struct BenchLoopTests {
         #expect(try kvmcheck(["__bench-loop", "asm", "5"]).status == 2)
     }
 }
+
+/// Under --jobs, a race (a check that runs for a set time) starts first; results keep check order.
+@Suite struct DispatchOrderTests {
+    static func check(_ name: String, fixed: Bool = false) -> Check { Check(name, uapi: [], fixedDuration: fixed) { _ in } }
+
+    @Test func fixedDurationChecksStartFirstOnlyWhenSeveralRun() {
+        let checks = [Self.check("a"), Self.check("race1", fixed: true), Self.check("b"), Self.check("race2", fixed: true)]
+        #expect(Runner.dispatchOrder(checks, workers: 2) == [1, 3, 0, 2])
+        #expect(Runner.dispatchOrder(checks, workers: 1) == [0, 1, 2, 3], "serial runs keep check order")
+    }
+
+    @Test func theBoardHandsOutThatOrderAndAnswersByCheckIndex() {
+        let board = ResultBoard(order: [1, 3, 0, 2])
+        var claimed: [Int] = []
+        while let i = board.claim(exclusive: { _ in false }) {
+            claimed.append(i)
+            board.finish(i, CheckResult(id: "s/\(i)", suite: "s", name: "\(i)", verdict: .pass, notes: [], informational: false, milliseconds: 0))
+        }
+        #expect(claimed == [1, 3, 0, 2])
+        #expect((0..<4).map { board.result($0)?.id } == ["s/0", "s/1", "s/2", "s/3"])
+    }
+}
