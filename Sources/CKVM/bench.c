@@ -12,27 +12,20 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- benchmark reference loops ---- */
-
-/* What one KVM_RUN's result means for a loop: 0 next iteration, 1 retry it (EINTR/EAGAIN
- * without the watchdog), anything else the loop's return value. */
-static inline long bench_step(long r, const struct kvm_run *run, unsigned int reason) {
-    if (r == -EINTR || r == -EAGAIN)
-        return ckvm_watchdog_fired() ? r : 1;
-    if (r < 0)
-        return r;
-    if (run->exit_reason != reason)
-        return -(100000 + (long)run->exit_reason);
-    return 0;
-}
-
+/* ---- benchmark reference loop ---- */
 long ckvm_bench_run_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason) {
     for (unsigned long i = 0; i < n; i++) {
-        long step = bench_step(ckvm_ioctl(vcpu_fd, KVM_RUN, NULL), run, reason);
-        if (step == 1)
+        long r = ckvm_ioctl(vcpu_fd, KVM_RUN, NULL);
+        if (r == -EINTR && ckvm_watchdog_fired())
+            return r;
+        if (r == -EINTR || r == -EAGAIN) {
             i--;
-        else if (step != 0)
-            return step;
+            continue;
+        }
+        if (r < 0)
+            return r;
+        if (run->exit_reason != reason)
+            return -(100000 + (long)run->exit_reason);
     }
     return (long)n;
 }
@@ -47,11 +40,16 @@ long ckvm_bench_raw_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n
                          : "=a"(r)
                          : "0"((long)SYS_ioctl), "D"((long)vcpu_fd), "S"((long)KVM_RUN), "d"(0L)
                          : "rcx", "r11", "memory");
-        long step = bench_step(r, run, reason);
-        if (step == 1)
+        if (r == -EINTR || r == -EAGAIN) {
+            if (ckvm_watchdog_fired())
+                return r;
             i--;
-        else if (step != 0)
-            return step;
+            continue;
+        }
+        if (r < 0)
+            return r;
+        if (run->exit_reason != reason)
+            return -(100000 + (long)run->exit_reason);
     }
     return (long)n;
 }
