@@ -25,6 +25,10 @@ public struct KnownHostSetting: Sendable, Equatable {
     }
 
     static func named(_ name: String) -> KnownHostSetting? { all.first { $0.name == name } }
+
+    /// The path of the known setting `name` this run would change (its stand-in only under the
+    /// harness's self-test), so a check probes exactly the file it may write.
+    public static func path(of name: String) -> String? { named(name)?.path }
 }
 
 /// A host setting a check changes (a sysfs/procfs file such as /sys/devices/cpu/freeze_on_smi).

@@ -25,8 +25,9 @@ private let vmxRules = Requirement.probe("the kvm_intel (VMX) backend") { _ in
         : "the series' rule is VMX code (vmx_is_valid_debugctl); this KVM backend is \(host.kvmFlavour) on \(host.cpuVendor)"
 }
 
-/// /sys/devices/cpu/freeze_on_smi, or a stand-in file for the harness's tests.
-private var freezeOnSMIPath: String { environment("KVMCHECK_FREEZE_ON_SMI") ?? "/sys/devices/cpu/freeze_on_smi" }
+/// /sys/devices/cpu/freeze_on_smi, or its stand-in under the harness's self-test: the one path
+/// the host-setting table lets a check write (an environment variable alone cannot move it).
+private var freezeOnSMIPath: String { KnownHostSetting.path(of: "freeze_on_smi") ?? "/sys/devices/cpu/freeze_on_smi" }
 
 private let freezeOnSMIWritable = Requirement.probe("writable \(freezeOnSMIPath)") { _ in
     let path = freezeOnSMIPath

@@ -137,4 +137,14 @@ struct HostSettingRestoreEndToEndTests {
         #expect(r.lines.contains { $0.contains("writes to \(s.file) from a second thread") })
         #expect(s.value == "0" && s.leftoverRecords.isEmpty)
     }
+    /// Without the self-test switch the variable cannot point the check at another file: it
+    /// probes and would write only /sys/devices/cpu/freeze_on_smi (kvmcheck runs as root).
+    @Test func theStandInVariableAloneDoesNotMoveTheCheck() throws {
+        let s = try StandIn(value: "0")
+        let r = try kvmcheck(["run", "--suite", "debugctl", "--filter", "*freeze_on_smi*"],
+                             environment: ["KVMCHECK_FREEZE_ON_SMI": s.file, "KVMCHECK_RESTORE_DIR": s.records])
+        #expect(!r.stdout.contains(s.file), "the check names only the real sysfs file: \(r.stdout)")
+        #expect(r.lines.contains { $0.contains("freeze_on_smi_toggles_invisible_to_guest/cpl0") }, "\(r.stdout)")
+        #expect(s.value == "0", "the stand-in was not written")
+    }
 }
