@@ -118,7 +118,11 @@ struct Run: ParsableCommand {
         var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: apiVersion,
                                processCapabilities: ProcessCapability.currentText())
         withExtendedLifetime(system) {}
-        if let doubles = activateKernelDoubles(settings) { header.notes.insert(doubles, at: 0) }
+        if let doubles = activateKernelDoubles(settings) {
+            header.notes.insert(doubles, at: 0)
+            // Also on stderr: a CI log shows it even when stdout is a machine-read report.
+            printError("kvmcheck: \(doubles)")
+        }
         // Host settings an earlier run changed and never put back (it was killed): restore them first.
         header.notes += HostRestore.applyOrphaned().map { "earlier run: \($0)" }
         if !expectations.entries.isEmpty { header.notes.append("expectations: \(TextInput.displayName(expectFile!)) (\(expectations.entries.count) entries)") }

@@ -150,6 +150,8 @@ struct MutantTests {
         let cr3 = try kvmcheck(["run", "--suite", "debug-cr3", "--format", "json"], environment: ["KVMCHECK_MODEL": "debug-cr3"])
         let doc = try #require(JSONSerialization.jsonObject(with: Data(cr3.stdout.utf8)) as? [String: Any])
         #expect((doc["notes"] as? [String])?.first == "KERNEL DOUBLES ACTIVE (test-only; results describe them, not this kernel): model debug-cr3")
+        #expect(cr3.stderr.contains("kvmcheck: KERNEL DOUBLES ACTIVE (test-only; results describe them, not this kernel): model debug-cr3"),
+                "said on stderr too, where a CI log shows it: \(cr3.stderr)")
         let checks = try #require(doc["checks"] as? [[String: Any]])
         let status = Dictionary(uniqueKeysWithValues: checks.map { ($0["id"] as! String, $0["status"] as! String) })
         #expect(status["debug-cr3/cr3_slot_canary/cpl0"] == "pass", "cap advertised and the slot filled")
@@ -167,6 +169,7 @@ struct MutantTests {
     @Test func doublesAreNeverOnByAccidentAndBadNamesAreRejected() throws {
         let plain = try kvmcheck(["run", "--suite", "debug-cr3", "--filter", "*canary/cpl0"])
         #expect(!plain.stdout.contains("KERNEL DOUBLES"))
+        #expect(!plain.stderr.contains("KERNEL DOUBLES"))
         let unknown = try kvmcheck(["run"], environment: ["KVMCHECK_MUTANT": "nope"])
         #expect(unknown.status == 2 && unknown.stdout.isEmpty && unknown.stderr.contains("unknown kernel double 'nope'"))
         let orphan = try kvmcheck(["run"], environment: ["KVMCHECK_MUTANT": "cr3-stale-root"])
