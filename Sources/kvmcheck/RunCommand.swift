@@ -198,6 +198,11 @@ struct KVMOpenFailure: Error, CustomStringConvertible {
 func activateKernelDoubles(_ settings: CheckSettings) -> String? {
     let names = KernelDoubles.namesFromEnvironment()
     guard !names.isEmpty else { return nil }
+    // Like every test-only switch, honoured only under the harness's self-test: a variable left
+    // in a root shell must not silently pervert a real run's verdicts.
+    guard hiddenSuitesEnabled() else {
+        fail("KVMCHECK_MUTANT/KVMCHECK_MODEL are test-only (they pervert or simulate the kernel): set KVMCHECK_HARNESS_SELFTEST=1 to use them")
+    }
     for name in names {
         guard let d = KernelDoubles.named(name) else {
             fail("unknown kernel double '\(name)' in KVMCHECK_MUTANT/KVMCHECK_MODEL (see `kvmcheck list --mutants`)")

@@ -43,7 +43,8 @@ struct MutantTests {
     }
 
     static func environment(models: [ModelID], mutants: [MutantID]) -> [String: String] {
-        var env: [String: String] = [:]
+        // Doubles are honoured only under the self-test switch (see activateKernelDoubles).
+        var env: [String: String] = models.isEmpty && mutants.isEmpty ? [:] : ["KVMCHECK_HARNESS_SELFTEST": "1"]
         if !models.isEmpty { env["KVMCHECK_MODEL"] = models.map(\.rawValue).joined(separator: ",") }
         if !mutants.isEmpty { env["KVMCHECK_MUTANT"] = mutants.map(\.rawValue).joined(separator: ",") }
         return env
@@ -147,7 +148,7 @@ struct MutantTests {
     }
 
     @Test func modelsRunTheUnmergedPositivePathsAndSaySo() throws {
-        let cr3 = try kvmcheck(["run", "--suite", "debug-cr3", "--format", "json"], environment: ["KVMCHECK_MODEL": "debug-cr3"])
+        let cr3 = try kvmcheck(["run", "--suite", "debug-cr3", "--format", "json"], environment: ["KVMCHECK_MODEL": "debug-cr3", "KVMCHECK_HARNESS_SELFTEST": "1"])
         let doc = try #require(JSONSerialization.jsonObject(with: Data(cr3.stdout.utf8)) as? [String: Any])
         #expect((doc["notes"] as? [String])?.first == "KERNEL DOUBLES ACTIVE (test-only; results describe them, not this kernel): model debug-cr3")
         #expect(cr3.stderr.contains("kvmcheck: KERNEL DOUBLES ACTIVE (test-only; results describe them, not this kernel): model debug-cr3"),
@@ -162,7 +163,7 @@ struct MutantTests {
         #expect(capSkips.isEmpty, "the model advertises the cap, so no positive path skips for it: \(capSkips)")
         #expect(positive.values.contains("pass"), "at least one positive path runs to the end under the model: \(positive)")
         let sync = try kvmcheck(["run", "--suite", "sync-regs", "--filter", "*conditional*", "--format", "json"],
-                                environment: ["KVMCHECK_MODEL": "conditional-sync"])
+                                environment: ["KVMCHECK_MODEL": "conditional-sync", "KVMCHECK_HARNESS_SELFTEST": "1"])
         #expect(sync.stdout.contains("\"status\" : \"pass\""), "conditional sync runs and passes under its model")
     }
 
@@ -170,10 +171,15 @@ struct MutantTests {
         let plain = try kvmcheck(["run", "--suite", "debug-cr3", "--filter", "*canary/cpl0"])
         #expect(!plain.stdout.contains("KERNEL DOUBLES"))
         #expect(!plain.stderr.contains("KERNEL DOUBLES"))
-        let unknown = try kvmcheck(["run"], environment: ["KVMCHECK_MUTANT": "nope"])
+        let unknown = try kvmcheck(["run"], environment: ["KVMCHECK_MUTANT": "nope", "KVMCHECK_HARNESS_SELFTEST": "1"])
         #expect(unknown.status == 2 && unknown.stdout.isEmpty && unknown.stderr.contains("unknown kernel double 'nope'"))
-        let orphan = try kvmcheck(["run"], environment: ["KVMCHECK_MUTANT": "cr3-stale-root"])
+        let orphan = try kvmcheck(["run"], environment: ["KVMCHECK_MUTANT": "cr3-stale-root", "KVMCHECK_HARNESS_SELFTEST": "1"])
         #expect(orphan.status == 2 && orphan.stderr.contains("set KVMCHECK_MODEL=debug-cr3"))
+        // Without the self-test switch a double is a usage error, not a silently perverted run.
+        for variable in ["KVMCHECK_MUTANT", "KVMCHECK_MODEL"] {
+            let stray = try kvmcheck(["run", "--suite", "debug-cr3"], environment: [variable: variable == "KVMCHECK_MODEL" ? "debug-cr3" : "blockirq-ignored"])
+            #expect(stray.status == 2 && stray.stdout.isEmpty && stray.stderr.contains("set KVMCHECK_HARNESS_SELFTEST=1"), "\(variable): \(stray.stderr)")
+        }
     }
 
     @Test func aMutantThatChangesNothingSaysSoAndOneThatDoesIsNamed() throws {

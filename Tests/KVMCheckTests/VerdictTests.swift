@@ -122,7 +122,7 @@ struct VerdictRunTests {
 
     @Test func vmmRFLAGSNotReachingTheGuestFailsThePreconditionAndSkipsBlockIRQNamingIt() throws {
         let r = try kvmcheck(["run", "--suite", "guest-debug,blockirq", "--filter", "*rflags_if_set*,blockirq/*", "--cpl", "0",
-                              "--format", "json"], environment: ["KVMCHECK_MUTANT": "vmm-rflags-dropped"])
+                              "--format", "json"], environment: ["KVMCHECK_MUTANT": "vmm-rflags-dropped", "KVMCHECK_HARNESS_SELFTEST": "1"])
         let doc = try #require(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let checks = try #require(doc["checks"] as? [[String: Any]])
         let status = Dictionary(uniqueKeysWithValues: checks.map { ($0["id"] as! String, ($0["status"] as! String, $0["reason"] as? String)) })
@@ -133,7 +133,7 @@ struct VerdictRunTests {
             #expect(status[id]?.0 == "skip", "\(id)")
             #expect(status[id]?.1?.hasPrefix("precondition failed: guest-debug/vmm_rflags_if_set_reaches_guest/cpl0: ") == true, "\(id): \(status[id] as Any)")
         }
-        let row = try capsRows(["KVMCHECK_MUTANT": "vmm-rflags-dropped"])
+        let row = try capsRows(["KVMCHECK_MUTANT": "vmm-rflags-dropped", "KVMCHECK_HARNESS_SELFTEST": "1"])
             .first { $0["uapi"] as? String == "KVM_GUESTDBG_BLOCKIRQ" && $0["cpl"] as? Int == 0 }
         #expect(row?["status"] as? String == "precondition failed"
                 && (row?["decidedBy"] as? String)?.contains("blockirq/steps_land_on_next_instruction/cpl0") == true, "\(row as Any)")
