@@ -64,14 +64,19 @@ let blockIRQSuite: Suite = Suite(
                 + (interruption.map { ", then \($0)" } ?? "")
             try g.vcpu.setGuestDebug([])
             var afterClear = "nothing"
+            var deliveredAfterClear = false
             if !duringBlockIRQ {
                 let event = try g.next()
                 afterClear = "\(event)"
+                if case .exception(let e) = event, e.vector == ExceptionVector(pendingVector) { deliveredAfterClear = true }
             }
             t.note("KVM_INTERRUPT after the first step; \(seen); after clearing BLOCKIRQ: \(afterClear)")
             try t.assert(!duringBlockIRQ, "an IRQ queued with KVM_INTERRUPT (userspace irqchip) while BLOCKIRQ is set",
                          expected: "held until BLOCKIRQ is cleared (api.rst: avoid injecting interrupts)",
                          observed: "delivered during the steps: \(seen)")
+            // "Held", not dropped: the queued IRQ must arrive once BLOCKIRQ is cleared.
+            try t.assert(deliveredAfterClear, "the KVM_INTERRUPT IRQ once BLOCKIRQ is cleared",
+                         expected: "vector \(hex(UInt64(pendingVector))) in the guest's handler at the next KVM_RUN", observed: afterClear)
         },
     ])
 

@@ -4,7 +4,7 @@ import GuestKit
 // nothing, so the host plants a value no CR3 can have before every KVM_RUN and judges
 // what the kernel left there against what it advertises.
 
-/// A value no CR3 holds (reserved bits 62:52 set), planted in the slot before KVM_RUN.
+/// A value no CR3 holds (bits of the reserved 62:52 set: 0x5a5 there), planted in the slot before KVM_RUN.
 let cr3CanaryBase: UInt64 = 0x5A5A_C3C3_0000_0FF0
 
 /// The canary for one guest: the base with its boot root folded into the low bits, so each

@@ -121,6 +121,10 @@ func raceCheck(_ t: CheckContext, _ kind: SyncRegsRacer.Kind) throws {
     try t.assert(insane.isEmpty, "KVM_RUN while another thread writes \(kind)",
                  expected: "only sane exits (the guest's ucalls or exceptions, HLT, SHUTDOWN) or -1 EINVAL",
                  observed: insane.sorted { $0.key < $1.key }.map { "\($0.key) x\($0.value)" }.joined(separator: ", "))
+    // No racer round (or no KVM_RUN) means nothing raced: "only sane exits" would be vacuous.
+    let runs = outcomes.values.reduce(0, +)
+    try t.assert(rounds > 0 && runs > 0, "setup: the racer wrote kvm_run.s while KVM_RUN looped",
+                 expected: "racer rounds > 0 and KVM_RUNs > 0", observed: "\(rounds) racer round(s), \(runs) KVM_RUN(s) in \(raced) ms")
     // The vCPU must still be usable once the racer is gone.
     try g.vcpu.restore(saved)
     g.vcpu.syncDirtyRegs = []
