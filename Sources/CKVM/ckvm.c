@@ -162,6 +162,10 @@ long ckvm_interrupt(int fd, uint32_t irq) {
 long ckvm_get_lapic(int fd, struct kvm_lapic_state *l) { return ckvm_ioctl(fd, KVM_GET_LAPIC, l); }
 long ckvm_set_lapic(int fd, const struct kvm_lapic_state *l) { return ckvm_ioctl(fd, KVM_SET_LAPIC, (void *)l); }
 long ckvm_translate(int fd, struct kvm_translation *tr) { return ckvm_ioctl(fd, KVM_TRANSLATE, tr); }
+long ckvm_get_nested_state(int fd, struct kvm_nested_state *s) { return ckvm_ioctl(fd, KVM_GET_NESTED_STATE, s); }
+long ckvm_set_nested_state(int fd, const struct kvm_nested_state *s) {
+    return ckvm_ioctl(fd, KVM_SET_NESTED_STATE, (void *)s);
+}
 
 /* ---- memory ---- */
 void *ckvm_mmap_anonymous(size_t size, int *err) {

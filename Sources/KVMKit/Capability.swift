@@ -18,6 +18,7 @@ public struct Capability: Hashable, Sendable, CustomStringConvertible {
     public static let oneReg = Capability(Int(KVM_CAP_ONE_REG), name: "KVM_CAP_ONE_REG")
     public static let syncRegs = Capability(Int(KVM_CAP_SYNC_REGS), name: "KVM_CAP_SYNC_REGS")
     public static let setGuestDebug2 = Capability(Int(KVM_CAP_SET_GUEST_DEBUG2), name: "KVM_CAP_SET_GUEST_DEBUG2")
+    public static let nestedState = Capability(Int(KVM_CAP_NESTED_STATE), name: "KVM_CAP_NESTED_STATE")
 }
 
 /// KVM_SYNC_X86_* register classes for kvm_run.kvm_valid_regs / kvm_dirty_regs.

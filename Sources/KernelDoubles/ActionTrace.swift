@@ -117,6 +117,11 @@ struct Snapshot: Equatable {
             // SAFETY: struct kvm_reg_list is followed by room for n ids (counted at entry).
             room = entryRoom ?? min(Int(arg.load(as: UInt64.self)), limit)
             append(UnsafeRawPointer(arg) + MemoryLayout<kvm_reg_list>.size, room * 8)
+        case CKVM_REQ_GET_NESTED_STATE, CKVM_REQ_SET_NESTED_STATE:
+            // SAFETY: kvm_nested_state's size field (at entry) is how many bytes the caller's buffer holds, header included.
+            let header = Int(CKVM_NESTED_STATE_HEADER_SIZE)
+            room = entryRoom ?? min(Int(arg.load(fromByteOffset: 4, as: UInt32.self)), header + 2 * 4096)
+            append(UnsafeRawPointer(arg) + header, max(room - header, 0))
         case CKVM_REQ_GET_ONE_REG, CKVM_REQ_SET_ONE_REG:
             // SAFETY: ONE_REG's argument is a struct kvm_one_reg (its _IOC_SIZE, read just above).
             let reg = arg.load(as: kvm_one_reg.self)

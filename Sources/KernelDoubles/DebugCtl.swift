@@ -53,5 +53,29 @@ extension KernelDoubles {
             }
             return refuse ? 0 : forward(call)
         },
+        .mutant(.debugctlVMCS12NotUpdated, "KVM_SET_MSRS(DEBUGCTL) in L2 leaves vmcs12.guest_ia32_debugctl as KVM_SET_NESTED_STATE set it (vmx.c's save to vmcs12 dropped)") { call, forward in
+            let r = forward(call)
+            guard r >= 0, call.request == CKVM_REQ_SET_NESTED_STATE || call.request == CKVM_REQ_GET_NESTED_STATE,
+                  let state = call.arg, let field = KernelDoubles.vmcs12DebugCtl(state) else { return r }
+            // SAFETY: vmcs12DebugCtl found the field inside the header's size, which the caller allocated (SET: sent, GET: filled).
+            if call.request == CKVM_REQ_SET_NESTED_STATE {
+                KernelDoubles.vmcs12DebugCtlSet[call.fd] = field.pointee
+            } else if let set = KernelDoubles.vmcs12DebugCtlSet[call.fd] {
+                field.pointee = set
+            }
+            return r
+        },
     ]
+
+    /// guest_ia32_debugctl as each vCPU fd's last KVM_SET_NESTED_STATE set it.
+    nonisolated(unsafe) private static var vmcs12DebugCtlSet: [CInt: UInt64] = [:]
+
+    // SAFETY: `state` is the caller's kvm_nested_state; its size field (offset 4) says how many bytes follow it are the caller's.
+    /// vmcs12.guest_ia32_debugctl (vmcs12 offset 184) in a VMX kvm_nested_state that holds a vmcs12.
+    private static func vmcs12DebugCtl(_ state: UnsafeMutableRawPointer) -> UnsafeMutablePointer<UInt64>? {
+        let header = Int(CKVM_NESTED_STATE_HEADER_SIZE), offset = header + 184
+        guard state.load(fromByteOffset: 2, as: UInt16.self) == UInt16(KVM_STATE_NESTED_FORMAT_VMX),
+              Int(state.load(fromByteOffset: 4, as: UInt32.self)) >= header + 4096 else { return nil }
+        return (state + offset).assumingMemoryBound(to: UInt64.self)
+    }
 }

@@ -50,6 +50,7 @@ public enum MutantID: String, CaseIterable, Sendable, Hashable, Comparable {
     case debugctlBit14Shown = "debugctl-bit14-shown"
     case debugctlWritesDropped = "debugctl-writes-dropped"
     case debugctlLegacyBitsRejected = "debugctl-legacy-bits-rejected"
+    case debugctlVMCS12NotUpdated = "debugctl-vmcs12-not-updated"
     // debug-cr3
     case cr3SlotScribbled = "cr3-slot-scribbled"
     case cr3StaleRoot = "cr3-stale-root"

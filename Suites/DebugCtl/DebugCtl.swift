@@ -13,13 +13,13 @@ import Glibc
 @section("kvmcheck_suites") @used
 let debugCtlEntry: SuiteEntryPoint = { registerSuite(debugCtlSuite) }
 
-private let debugCtlMSR: UInt32 = 0x1D9
-private let freezeInSMM: UInt64 = 1 << 14
+let debugCtlMSR: UInt32 = 0x1D9
+let freezeInSMM: UInt64 = 1 << 14
 private let legacyBits: [(name: String, bit: UInt64)] = [("LBR", 1 << 0), ("BTF", 1 << 1)]
-private let debugCtlUAPI = ["MSR_IA32_DEBUGCTLMSR", "DEBUGCTLMSR_FREEZE_IN_SMM"]
+let debugCtlUAPI = ["MSR_IA32_DEBUGCTLMSR", "DEBUGCTLMSR_FREEZE_IN_SMM"]
 
 /// The merged rules that reject bit 14 are VMX code; elsewhere they do not apply.
-private let vmxRules = Requirement.probe("the kvm_intel (VMX) backend") { _ in
+let vmxRules = Requirement.probe("the kvm_intel (VMX) backend") { _ in
     let host = HostInfo.current()
     return host.kvmFlavour == "kvm_intel" ? nil
         : "the series' rule is VMX code (vmx_is_valid_debugctl); this KVM backend is \(host.kvmFlavour) on \(host.cpuVendor)"
@@ -41,6 +41,7 @@ let debugCtlSuite: Suite = Suite(
     "debugctl", summary: "DEBUGCTL.FREEZE_IN_SMM (bit 14) host-owned: never visible, never settable, host value kept",
     series: "debugctl-freeze-in-smm", features: [debugCtlFeature], checks: [
         guestRDMSRHidesCheck,
+        l2DebugCtlSavedCheck,
         Check("guest_wrmsr_freeze_in_smm_faults", uapi: debugCtlUAPI + ["WRMSR"], requires: [vmxRules], levels: .only(.cpl0),
               unkillable: guestDebugCtlUnkillable) { t in
             let g = try t.guest { a in

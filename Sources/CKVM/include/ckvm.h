@@ -117,6 +117,17 @@ static const unsigned long CKVM_REQ_GET_MSRS = KVM_GET_MSRS;
 static const unsigned long CKVM_REQ_SET_MSRS = KVM_SET_MSRS;
 static const unsigned long CKVM_REQ_GET_MSR_INDEX_LIST = KVM_GET_MSR_INDEX_LIST;
 static const unsigned long CKVM_REQ_SET_CPUID2 = KVM_SET_CPUID2;
+static const unsigned long CKVM_REQ_GET_NESTED_STATE = KVM_GET_NESTED_STATE;
+static const unsigned long CKVM_REQ_SET_NESTED_STATE = KVM_SET_NESTED_STATE;
+
+/* struct kvm_nested_state's VMX layout, which KVMKit/NestedState.swift reads as bytes: a 128-byte
+ * header, then data.vmx[0] = vmcs12 (4 KiB), shadow_vmcs12 (4 KiB). */
+#define CKVM_NESTED_STATE_HEADER_SIZE 128
+_Static_assert(sizeof(struct kvm_nested_state) == CKVM_NESTED_STATE_HEADER_SIZE, "kvm_nested_state header");
+_Static_assert(offsetof(struct kvm_nested_state, hdr.vmx.vmxon_pa) == 8, "hdr.vmx.vmxon_pa");
+_Static_assert(offsetof(struct kvm_nested_state, hdr.vmx.vmcs12_pa) == 16, "hdr.vmx.vmcs12_pa");
+_Static_assert(offsetof(struct kvm_nested_state, hdr.vmx.flags) == 28, "hdr.vmx.flags");
+_Static_assert(offsetof(struct kvm_nested_state, data) == CKVM_NESTED_STATE_HEADER_SIZE, "data.vmx[0].vmcs12");
 
 /* ===================== benchmark reference ===================== */
 
@@ -166,6 +177,9 @@ long ckvm_interrupt(int vcpu_fd, uint32_t irq);
 long ckvm_get_lapic(int vcpu_fd, struct kvm_lapic_state *lapic);
 long ckvm_set_lapic(int vcpu_fd, const struct kvm_lapic_state *lapic);
 long ckvm_translate(int vcpu_fd, struct kvm_translation *tr);
+/* state: a kvm_nested_state header followed by room for its data; state->size says how much. */
+long ckvm_get_nested_state(int vcpu_fd, struct kvm_nested_state *state);
+long ckvm_set_nested_state(int vcpu_fd, const struct kvm_nested_state *state);
 
 /* ===================== sync-regs racers (sync_regs_test's races) ===================== */
 
