@@ -75,22 +75,7 @@ let debugCtlSuite: Suite = Suite(
             try assertHostViewsHideBit14(t, vcpu)
         },
         hostViewsHideCheck,
-        Check("legacy_btf_lbr_accepted_and_views_agree", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG", "RDMSR"],
-              levels: .only(.cpl0), killedBy: [.debugctlBit14Shown, .debugctlLegacyBitsRejected, .oneRegWrongMSR]) { t in
-            // vmx_is_valid_debugctl tolerates BTF and LBR (legacy ABI): accepted, kept if supported, else dropped.
-            for (name, bit) in legacyBits {
-                let g = try t.guest(GuestOptions(), readDebugCtlPayload)
-                try t.assertEqual(try g.vcpu.setMSRs([(debugCtlMSR, bit)]), 1, "KVM_SET_MSRS(DEBUGCTL = \(name)) processed count")
-                let host = try g.vcpu.getMSR(debugCtlMSR)
-                try t.assert(host == bit || host == 0, "KVM_GET_MSRS(DEBUGCTL) after setting \(name)",
-                             expected: "\(hex(bit)) (kept) or 0x0 (dropped)", observed: host.map { "\(hex($0))" } ?? "not returned")
-                if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
-                    try t.assertEqual(try g.vcpu.getOneReg(X86RegID.msr(debugCtlMSR)), host ?? 0, "KVM_GET_ONE_REG(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
-                }
-                try t.assertEqual(try guestReadDebugCtl(t, g), host ?? 0, "guest RDMSR(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
-                t.note("\(name): \(host == bit ? "kept" : "dropped")")
-            }
-        },
+        legacyBitsAcceptedCheck,
         Check("freeze_on_smi_toggles_invisible_to_guest", uapi: debugCtlUAPI + ["/sys/devices/cpu/freeze_on_smi", "RDMSR", "KVM_GET_MSRS"],
               requires: [.processCapability(.sysAdmin), freezeOnSMIWritable], levels: .only(.cpl0), exclusive: true,
               killedBy: [.debugctlBit14Shown]) { t in
@@ -137,6 +122,24 @@ let debugCtlSuite: Suite = Suite(
             t.note("\(toggles.stop()) writes to \(setting.path) from a second thread during \(rounds) rounds of 20000 guest RDMSRs")
         },
     ])
+
+/// BTF and LBR are tolerated (legacy ABI); l2_debugctl_write_saved_in_vmcs12 relies on it.
+let legacyBitsAcceptedCheck = Check("legacy_btf_lbr_accepted_and_views_agree", uapi: debugCtlUAPI + ["KVM_SET_MSRS", "KVM_GET_MSRS", "KVM_GET_ONE_REG", "RDMSR"],
+    levels: .only(.cpl0), killedBy: [.debugctlBit14Shown, .debugctlLegacyBitsRejected, .oneRegWrongMSR]) { t in
+    // vmx_is_valid_debugctl tolerates BTF and LBR (legacy ABI): accepted, kept if supported, else dropped.
+    for (name, bit) in legacyBits {
+        let g = try t.guest(GuestOptions(), readDebugCtlPayload)
+        try t.assertEqual(try g.vcpu.setMSRs([(debugCtlMSR, bit)]), 1, "KVM_SET_MSRS(DEBUGCTL = \(name)) processed count")
+        let host = try g.vcpu.getMSR(debugCtlMSR)
+        try t.assert(host == bit || host == 0, "KVM_GET_MSRS(DEBUGCTL) after setting \(name)",
+                     expected: "\(hex(bit)) (kept) or 0x0 (dropped)", observed: host.map { "\(hex($0))" } ?? "not returned")
+        if (try? t.system.checkExtension(.oneReg)) ?? 0 != 0 {
+            try t.assertEqual(try g.vcpu.getOneReg(X86RegID.msr(debugCtlMSR)), host ?? 0, "KVM_GET_ONE_REG(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
+        }
+        try t.assertEqual(try guestReadDebugCtl(t, g), host ?? 0, "guest RDMSR(DEBUGCTL) vs KVM_GET_MSRS after \(name)")
+        t.note("\(name): \(host == bit ? "kept" : "dropped")")
+    }
+}
 
 /// Reads DEBUGCTL with RDMSR and reports it (ucallSync(2, value)); a #GP is reported by the handler.
 private func readDebugCtlPayload(_ a: inout Assembler) {
