@@ -43,18 +43,26 @@ let l2DebugCtlSavedCheck = Check("l2_debugctl_write_saved_in_vmcs12",
     t.subCase("L2 writes DEBUGCTL = \(hex(write.value | freezeInSMM)) (with FREEZE_IN_SMM)") {
         t.expectEqual(try l1.vcpu.setMSRs([(debugCtlMSR, write.value | freezeInSMM)]), 0,
                       "L2, DEBUGCTL with bit 14: MSRs KVM_SET_MSRS processed (bit 14 is host-owned: refused)")
-        t.expectEqual(try l1.vmcs12DebugCtl(), vmcs12Canary, "L2, DEBUGCTL with bit 14 refused: vmcs12.guest_ia32_debugctl (unchanged)")
+        let seen = try l1.vmcs12DebugCtl()
+        t.note("after the write with bit 14: vmcs12.guest_ia32_debugctl = \(hex(seen))")
+        t.expectEqual(seen, vmcs12Canary, "L2, DEBUGCTL with bit 14 refused: vmcs12.guest_ia32_debugctl (unchanged)")
     }
     t.subCase("L2 writes DEBUGCTL = \(hex(write.value)), VM_EXIT_SAVE_DEBUG_CONTROLS set") {
         try t.assertEqual(try l1.vcpu.setMSRs([(debugCtlMSR, write.value)]), 1, "L2, saving debug controls: MSRs KVM_SET_MSRS processed")
-        t.expectEqual(try l1.vmcs12DebugCtl(), write.value & write.kept,
+        let seen = try l1.vmcs12DebugCtl()
+        t.note("after DEBUGCTL = \(hex(write.value)) with VM_EXIT_SAVE_DEBUG_CONTROLS: vmcs12.guest_ia32_debugctl = \(hex(seen))")
+        t.expectEqual(seen, write.value & write.kept,
                       "L2, saving debug controls: vmcs12.guest_ia32_debugctl (the write masked as KVM_GET_MSRS showed it in L1)")
     }
+    // A second vCPU in L2 whose vmcs12 does not save debug controls (set up outside the
+    // sub-case: a refusal there is a SKIP, not this sub-case's failure).
+    let other = try NestedL1(t)
+    try other.enterL2(t, saveDebugControls: false)
     t.subCase("L2 writes DEBUGCTL = \(hex(write.value)), VM_EXIT_SAVE_DEBUG_CONTROLS clear") {
-        let other = try NestedL1(t)
-        try other.enterL2(t, saveDebugControls: false)
         try t.assertEqual(try other.vcpu.setMSRs([(debugCtlMSR, write.value)]), 1, "L2, not saving debug controls: MSRs KVM_SET_MSRS processed")
-        t.expectEqual(try other.vmcs12DebugCtl(), vmcs12Canary, "L2, not saving debug controls: vmcs12.guest_ia32_debugctl (unchanged)")
+        let seen = try other.vmcs12DebugCtl()
+        t.note("after DEBUGCTL = \(hex(write.value)) without VM_EXIT_SAVE_DEBUG_CONTROLS: vmcs12.guest_ia32_debugctl = \(hex(seen))")
+        t.expectEqual(seen, vmcs12Canary, "L2, not saving debug controls: vmcs12.guest_ia32_debugctl (unchanged)")
     }
 }
 
@@ -108,6 +116,7 @@ private struct NestedL1 {
             throw Skip.cannotObserve("KVM_GET_NESTED_STATE after entering L2 does not show guest mode with the vmcs12 canary "
                                      + "\(hex(vmcs12Canary)) in guest_ia32_debugctl, so an unchanged field cannot be told from a written one")
         }
+        t.note("in L2 (exit controls \(hex(vmcs12[.exitControls]))): KVM_GET_NESTED_STATE shows the canary \(hex(vmcs12Canary))")
     }
 
     /// vmcs12.guest_ia32_debugctl through KVM_GET_NESTED_STATE (the vCPU must still be in L2).
