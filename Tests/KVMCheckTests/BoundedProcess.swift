@@ -34,8 +34,7 @@ func runBounded(_ arguments: [String], executable: String = binaryUnderTest, std
     posix_spawn_file_actions_addopen(&actions, 0, stdinPath, O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, "\(dir)/out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     posix_spawn_file_actions_addopen(&actions, 2, "\(dir)/err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    var env = ProcessInfo.processInfo.environment
-    env.merge(environment) { $1 }
+    let env = childEnvironment(environment)
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { argv.forEach { free($0) }; envp.forEach { free($0) } }

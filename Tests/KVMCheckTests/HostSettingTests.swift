@@ -101,7 +101,7 @@ struct HostSettingRestoreEndToEndTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: kvmcheckBinary)
         p.arguments = ["run", "--suite", "_harness", "--filter", "*then_hangs", "--timeout", "30"]
-        p.environment = ProcessInfo.processInfo.environment.merging(s.environment) { $1 }
+        p.environment = childEnvironment(s.environment)
         let out = Pipe()
         p.standardOutput = out
         p.standardError = Pipe()

@@ -106,7 +106,7 @@ struct ConcurrentRunAndOrphanTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: kvmcheckBinary)
         p.arguments = arguments
-        p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        p.environment = childEnvironment(environment)
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()

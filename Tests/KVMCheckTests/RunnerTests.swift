@@ -28,7 +28,7 @@ struct RunnerTests {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: kvmcheckBinary)
         process.arguments = ["run", "--suite", "_harness", "--filter", "passes,guest_spins_forever", "--timeout", "3", "--tap-version", "14"]
-        process.environment = ProcessInfo.processInfo.environment.merging(selftest) { $1 }
+        process.environment = childEnvironment(selftest)
         let out = Pipe()
         process.standardOutput = out
         process.standardError = Pipe()

@@ -27,14 +27,28 @@ struct ProcessResult {
     var lines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
 }
 
+/// The variables the kvmcheck binary itself reads (`SwitchListTests` keeps this in step with
+/// Sources). A test's child gets one only when the test passes it, never from the shell that
+/// ran `swift test`: a self-test switch or a mutant left in a developer's shell must not change
+/// what every harness test sees.
+let kvmcheckSwitches: Set<String> = [
+    "KVMCHECK_FREEZE_ON_SMI", "KVMCHECK_HARNESS_SELFTEST", "KVMCHECK_HARNESS_SETTING",
+    "KVMCHECK_KERNEL_LOG", "KVMCHECK_MODEL", "KVMCHECK_MUTANT", "KVMCHECK_PATCHES",
+    "KVMCHECK_RESTORE_DIR",
+]
+
+/// The environment for a test's child: this process's, without kvmcheck's own switches, plus `extra`.
+func childEnvironment(_ extra: [String: String] = [:],
+                      inheriting base: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+    base.filter { !kvmcheckSwitches.contains($0.key) }.merging(extra) { $1 }
+}
+
 /// Runs a command to completion, capturing both streams.
 func runProcess(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
-    var env = ProcessInfo.processInfo.environment
-    env.merge(environment) { $1 }
-    process.environment = env
+    process.environment = childEnvironment(environment)
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
