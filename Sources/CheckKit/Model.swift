@@ -46,6 +46,10 @@ public struct Check: Sendable {
     /// Runs for a set time whatever the kernel does (a race): with --jobs above 1 it is started
     /// first, so the other checks fill the cores around it and the run ends sooner.
     public let fixedDuration: Bool
+    /// "The kernel logged no splat" is part of this check's evidence (a race, whose kernel bug
+    /// shows as a WARNING or an Oops rather than a wrong value): when the kernel log cannot be
+    /// read, its result says that half was not judged, not only the run's header.
+    public let judgesKernelLog: Bool
     /// The kernel mutants (KernelDoubles) that must turn this check `not ok`: MutantTests holds
     /// each mutant to exactly the checks that name it.
     public let killedBy: [MutantID]
@@ -62,11 +66,12 @@ public struct Check: Sendable {
     public init(_ name: String, uapi: [String], requires: [Requirement] = [], preconditions: [CheckRef] = [],
                 levels: PrivilegeLevels = .notApplicable,
                 informational: Bool = false, exclusive: Bool = false, fixedDuration: Bool = false,
+                judgesKernelLog: Bool = false,
                 killedBy: [MutantID] = [], unkillable: String? = nil, gapUnder: [MutantID] = [], positiveControls: [MutantID] = [],
                 _ body: @escaping @Sendable (CheckContext) throws -> Void) {
         self.name = name; self.uapi = uapi; self.requirements = requires; self.preconditions = preconditions
         self.levels = levels; self.informational = informational; self.exclusive = exclusive
-        self.fixedDuration = fixedDuration
+        self.fixedDuration = fixedDuration; self.judgesKernelLog = judgesKernelLog
         self.killedBy = killedBy; self.unkillable = unkillable; self.gapUnder = gapUnder; self.positiveControls = positiveControls
         self.body = body
     }

@@ -94,6 +94,9 @@ public struct Runner: Sendable {
             let reason = lines.prefix { !$0.hasPrefix("Current stack trace:") }
             notes += reason.suffix(12).map { "child output: \($0)" }
         }
+        if instance.check.judgesKernelLog, let why = kernelLog.unavailableReason {
+            notes.append("kernel log unreadable (\(why)): this check's \"no splat\" half was not judged")
+        }
         if jobs > 1 && !logged.isEmpty {
             notes.append("kernel log: up to \(jobs) checks ran at once (--jobs \(jobs)); a line here may be another check's")
         }

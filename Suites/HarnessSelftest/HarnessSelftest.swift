@@ -74,6 +74,8 @@ let harnessSelftestSuite = Suite(
                 "4,9006,204,-; kvm_vcpu_ioctl+0x2f0/0x700 [kvm]",
             ])
         },
+        // A check whose evidence includes "no splat": with no readable kernel log its result says so.
+        Check("judged_by_the_kernel_log", uapi: [], judgesKernelLog: true) { _ in },
         // Preconditions: one that fails, and a dependent that must be SKIP naming it.
         harnessFailingPrecondition,
         Check("depends_on_failing_precondition", uapi: [],

@@ -109,6 +109,25 @@ struct VerdictRunTests {
             .hasPrefix("precondition _harness/passing_precondition holds (checked in ") == true)
     }
 
+    /// A race's "no splat" half cannot be judged without a kernel log: its own result says so,
+    /// and a check whose evidence does not include the log gets no such note.
+    @Test func aCheckJudgedByTheKernelLogSaysWhenTheLogIsUnreadable() throws {
+        let filter = "_harness/judged_by_the_kernel_log,_harness/passes"
+        func notes(_ log: String?) throws -> [String: [String]] {
+            var env = Self.selftest
+            env["KVMCHECK_KERNEL_LOG"] = log
+            let r = try kvmcheck(["run", "--suite", "_harness", "--filter", filter, "--format", "json"], environment: env)
+            let doc = try #require(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
+            let checks = try #require(doc["checks"] as? [[String: Any]])
+            return Dictionary(uniqueKeysWithValues: checks.map { ($0["name"] as! String, $0["notes"] as? [String] ?? []) })
+        }
+        let unreadable = try notes("/nonexistent-kvmcheck-dir/kmsg")
+        #expect(unreadable["judged_by_the_kernel_log"] == ["kernel log unreadable (cannot read /nonexistent-kvmcheck-dir/kmsg): this check's \"no splat\" half was not judged"])
+        #expect(unreadable["passes"] == [])
+        let path = try temporaryFile("", suffix: ".kmsg")
+        #expect(try notes(path)["judged_by_the_kernel_log"] == [])
+    }
+
     @Test func everySubCaseIsReportedInOneFailureBlock() throws {
         let r = try run("_harness/reports_every_sub_case,_harness/cannot_be_observed", "tap")
         #expect(r.stdout.contains("message: \"4 of 5 sub-cases failed: sub-case 0; sub-case 1; sub-case 3; a sub-case that stops early: stopped\""),
