@@ -82,6 +82,18 @@ struct ckvm_racer *ckvm_racer_start(struct kvm_run *run, int kind, int *err) {
     return r;
 }
 
+int ckvm_racer_wait_running(struct ckvm_racer *r, unsigned timeout_ms) {
+    /* A reason the racer never writes, for it to overwrite: its first round. */
+    if (r->kind == CKVM_RACE_EXIT_REASON_MAX || r->kind == CKVM_RACE_EXIT_REASON_1024)
+        RACE_STORE(r->run->exit_reason, KVM_EXIT_UNKNOWN);
+    struct timespec pause = { 0, 100 * 1000 };
+    for (unsigned waited_us = 0; waited_us < timeout_ms * 1000u; waited_us += 100) {
+        if (r->rounds > 0) return 0;
+        nanosleep(&pause, NULL);
+    }
+    return r->rounds > 0 ? 0 : -ETIMEDOUT;
+}
+
 unsigned long ckvm_racer_stop(struct ckvm_racer *r) {
     r->stop = 1;
     pthread_join(r->thread, NULL);

@@ -42,6 +42,13 @@ public final class SyncRegsRacer {
         self.racer = r
     }
 
+    /// Whether the thread made its first round within `milliseconds` (for the exit-reason kinds,
+    /// by overwriting a KVM_EXIT_UNKNOWN stored here: that round counts in `stop()`'s total).
+    public func waitUntilRunning(milliseconds: Int) -> Bool {
+        guard let r = racer else { return false }
+        return ckvm_racer_wait_running(r, UInt32(clamping: milliseconds)) == 0
+    }
+
     /// Stops the thread; returns how many rounds of writes it made.
     @discardableResult
     public func stop() -> UInt {

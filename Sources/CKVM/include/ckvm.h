@@ -186,6 +186,10 @@ enum ckvm_race_kind {
 struct ckvm_racer;
 /* Starts the racer on `run`; NULL with *err = errno when the thread cannot start. */
 struct ckvm_racer *ckvm_racer_start(struct kvm_run *run, int kind, int *err);
+/* Waits until the racer has made its first round (for the exit-reason kinds: overwritten the
+ * KVM_EXIT_UNKNOWN stored here), so a timed race does not start before the thread runs.
+ * 0, or -ETIMEDOUT. */
+int ckvm_racer_wait_running(struct ckvm_racer *racer, unsigned timeout_ms);
 /* Stops and frees it; returns how many rounds of writes it made. */
 unsigned long ckvm_racer_stop(struct ckvm_racer *racer);
 
