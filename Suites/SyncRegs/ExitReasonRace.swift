@@ -22,7 +22,7 @@ let exitReasonRaceCheck = Check(
         t.subCase("racer writing \(kind)") {
             let tally = try exitReasonRace(t, kind)
             t.note(tally.summary(kind, raceMilliseconds: t.settings.raceMilliseconds)
-                   + (tally.guardTaken == 0 ? " (this value never reached KVM's read)" : ""))
+                   + (tally.guardTaken == 0 ? " (no marked run saw this value reach KVM's read)" : ""))
             tallies.append("\(kind): \(tally.counts)")
             guardTaken += tally.guardTaken
         }
@@ -151,8 +151,10 @@ func exitReasonRace(_ t: CheckContext, _ kind: SyncRegsRacer.Kind) throws -> Exi
     t.expect(tally.unmarkedCopied == 0, "kvm_run.s.regs on unmarked I/O exits while the racer wrote \(kind)",
              expected: "never copied: the real reason is unmarked, and a reason >= 1024 stops at the guard",
              observed: "copied on \(tally.unmarkedCopied) of \(tally.unmarked): KVM read a bit past the 1024-bit bitmap")
-    try t.assert(tally.racerRounds > 0 && tally.marked > 0, "setup: the racer wrote exit_reason while KVM_RUN looped",
-                 expected: "racer overwrites > 0 and marked runs > 0", observed: tally.counts)
+    // A racer that never overwrote KVM's reason (one CPU, never scheduled) leaves the guard
+    // unobserved: the check SKIPs "cannot be observed here", not a failure.  No runs is a failure.
+    try t.assert(tally.marked > 0, "setup: KVM_RUN looped while the racer ran",
+                 expected: "marked runs > 0", observed: tally.counts)
     // The vCPU after the race: the guest sees the stop flag, reaches its end, and counted every exit once.
     g.memory.store(UInt64(0x5709), at: stopFlag)
     g.vcpu.syncValidRegs = []
