@@ -1,4 +1,5 @@
-/* racers.c — a second thread writing kvm_run's sync state while KVM_RUN runs (sync_regs_test's races). */
+/* racers.c — a second thread writing kvm_run's sync state (sync_regs_test's races) or its exit
+ * reason (the conditional-sync guard) while KVM_RUN runs. */
 #define _GNU_SOURCE
 #include "ckvm.h"
 #include <errno.h>
@@ -29,8 +30,18 @@ static void *racer_main(void *arg) {
     struct kvm_vcpu_events *ev = &run->s.regs.events;
     __u64 pae_on = run->s.regs.sregs.cr4 | (1ull << 5), pae_off = pae_on & ~(1ull << 5);
     if (r->kind == CKVM_RACE_PENDING_AND_INJECTED) RACE_STORE(ev->exception.nr, 6);
+    __u32 reason = r->kind == CKVM_RACE_EXIT_REASON_MAX ? 0xffffffffu : 1024u;
     while (!r->stop) {
         switch (r->kind) {
+        case CKVM_RACE_EXIT_REASON_MAX:
+        case CKVM_RACE_EXIT_REASON_1024:
+            /* Only exit_reason: KVM writes the real reason at each exit, and this store, landing
+             * between that write and KVM's read at the end of KVM_RUN, is the race.  Spinning on
+             * a load keeps the line shared until KVM writes it, so the store follows KVM's at once
+             * (a store loop would fight KVM for the line); rounds count the overwrites. */
+            if (*(volatile __u32 *)&run->exit_reason == reason) continue;
+            RACE_STORE(run->exit_reason, reason);
+            break;
         case CKVM_RACE_CR4_PAE:
             RACE_STORE(run->kvm_dirty_regs, KVM_SYNC_X86_SREGS);
             RACE_STORE(run->s.regs.sregs.cr4, pae_on);
@@ -69,6 +80,18 @@ struct ckvm_racer *ckvm_racer_start(struct kvm_run *run, int kind, int *err) {
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     if (e) { free(r); *err = e; return NULL; }
     return r;
+}
+
+int ckvm_racer_wait_running(struct ckvm_racer *r, unsigned timeout_ms) {
+    /* A reason the racer never writes, for it to overwrite: its first round. */
+    if (r->kind == CKVM_RACE_EXIT_REASON_MAX || r->kind == CKVM_RACE_EXIT_REASON_1024)
+        RACE_STORE(r->run->exit_reason, KVM_EXIT_UNKNOWN);
+    struct timespec pause = { 0, 100 * 1000 };
+    for (unsigned waited_us = 0; waited_us < timeout_ms * 1000u; waited_us += 100) {
+        if (r->rounds > 0) return 0;
+        nanosleep(&pause, NULL);
+    }
+    return r->rounds > 0 ? 0 : -ETIMEDOUT;
 }
 
 unsigned long ckvm_racer_stop(struct ckvm_racer *r) {

@@ -75,8 +75,11 @@ struct Snapshot: Equatable {
         return a.bytes.withUnsafeBytes { x in b.bytes.withUnsafeBytes { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
     }
 
-    /// kvm_run.kvm_dirty_regs and kvm_run.s: what userspace threads may write while KVM_RUN runs.
+    /// kvm_run.exit_reason, kvm_run.kvm_dirty_regs and kvm_run.s: what userspace threads may write
+    /// while KVM_RUN runs (the sync-regs racers; exit_reason: the conditional-sync guard's race).
+    /// In ascending order, not overlapping.
     static let syncState: [Range<Int>] = [
+        MemoryLayout<kvm_run>.offset(of: \kvm_run.exit_reason)!..<MemoryLayout<kvm_run>.offset(of: \kvm_run.exit_reason)! + 4,
         MemoryLayout<kvm_run>.offset(of: \kvm_run.kvm_dirty_regs)!..<MemoryLayout<kvm_run>.offset(of: \kvm_run.kvm_dirty_regs)! + 8,
         MemoryLayout<kvm_run>.offset(of: \kvm_run.s)!..<MemoryLayout<kvm_run>.size,
     ]
@@ -85,7 +88,8 @@ struct Snapshot: Equatable {
     func equalOutsideSyncState(_ other: Snapshot) -> Bool {
         guard bytes.count == other.bytes.count, readable == other.readable else { return false }
         let skipped = Snapshot.syncState
-        let kept = [0..<skipped[0].lowerBound, skipped[0].upperBound..<skipped[1].lowerBound, skipped[1].upperBound..<bytes.count]
+        let starts = [0] + skipped.map(\.upperBound), ends = skipped.map(\.lowerBound) + [bytes.count]
+        let kept = zip(starts, ends).map { $0..<$1 }
         // SAFETY: both buffers hold bytes.count bytes and every kept range lies inside them.
         return bytes.withUnsafeBytes { a in
             other.bytes.withUnsafeBytes { b in

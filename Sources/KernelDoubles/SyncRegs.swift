@@ -30,8 +30,12 @@ extension KernelDoubles {
         // SAFETY: the seam maps a whole page; the 1024-bit bitmap follows kvm_run inside it.
         let reason = Int(run.pointee.exit_reason)
         let bitmap = UnsafeRawPointer(run) + MemoryLayout<kvm_run>.size
-        let marked = reason < 1024 && bitmap.load(fromByteOffset: (reason / 64) * 8, as: UInt64.self) >> UInt64(reason % 64) & 1 == 1
-        // The two mutants of this model pervert its decision; where they change it, they acted.
+        // The guard: a reason past the 1024 bits (a userspace thread rewrote exit_reason) copies nothing.
+        // Its off-by-one mutant reads reason 1024's bit, the first one after the bitmap (still in the page).
+        let limit = isActive(.conditionalSyncBitmapOverread) ? 1025 : 1024
+        let marked = reason < limit && bitmap.load(fromByteOffset: (reason / 64) * 8, as: UInt64.self) >> UInt64(reason % 64) & 1 == 1
+        if reason == 1024 && marked { ActionTrace.record(.conditionalSyncBitmapOverread) }
+        // The mutants of this model pervert its decision; where they change it, they acted.
         var copy = marked
         if isActive(.conditionalSyncEveryExit), !copy { copy = true; ActionTrace.record(.conditionalSyncEveryExit) }
         if isActive(.conditionalSyncMarkedDropped), copy { copy = false; ActionTrace.record(.conditionalSyncMarkedDropped) }
@@ -109,12 +113,14 @@ extension KernelDoubles {
             run.pointee.kvm_valid_regs = requested
             return r
         },
-        // Both act inside the conditional-sync model (above), which reads whether they are active.
+        // These act inside the conditional-sync model (above), which reads whether they are active.
         .mutant(.conditionalSyncMarkedDropped, "(with the conditional-sync model) marked exits do not sync either",
                 requires: [.conditionalSync]) { call, forward in forward(call) },
         // Syncing on every exit is what a kernel that accepts and ignores bit 63 does, so the
         // positive path reads it as a gap; bit_63_einval_unless_conditional_sync kills it.
         .mutant(.conditionalSyncEveryExit, "(with the conditional-sync model) the exit bitmap is ignored: every exit syncs",
+                requires: [.conditionalSync]) { call, forward in forward(call) },
+        .mutant(.conditionalSyncBitmapOverread, "(with the conditional-sync model) the exit-reason guard is off by one: reason 1024 (written by another thread) reads the bit past the bitmap",
                 requires: [.conditionalSync]) { call, forward in forward(call) },
         // Upstream parity (sync-regs-upstream).
         .mutant(.syncRegsInvalidStateEntered, "KVM_RUN enters with invalid dirty sync state (CR4.PAE clear in long mode, an exception vector > 31, an exception both pending and injected) and fails the entry instead of refusing it") { call, forward in

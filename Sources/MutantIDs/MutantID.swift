@@ -34,6 +34,7 @@ public enum MutantID: String, CaseIterable, Sendable, Hashable, Comparable {
     case syncBit63Ignored = "sync-bit-63-ignored"
     case conditionalSyncMarkedDropped = "conditional-sync-marked-dropped"
     case conditionalSyncEveryExit = "conditional-sync-every-exit"
+    case conditionalSyncBitmapOverread = "conditional-sync-bitmap-overread"
     case syncRegsInvalidStateEntered = "sync-regs-invalid-state-entered"
     case syncRegsCapUndefinedBit = "sync-regs-cap-undefined-bit"
     // one-reg

@@ -104,6 +104,7 @@ let syncRegsSuite = Suite(
             try assertRejectedBeforeEntry(t, valid: [.regs, .conditional], dirty: [])
         },
         conditionalSyncOnMarkedExitsCheck,
+        exitReasonRaceCheck,
     ])
 
 /// Runs a guest to a ucall with `set` requested and compares kvm_run.s with the GET ioctl.

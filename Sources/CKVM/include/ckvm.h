@@ -192,10 +192,18 @@ enum ckvm_race_kind {
     CKVM_RACE_CR4_PAE = 0,          /* dirty SREGS, CR4.PAE toggled on and off */
     CKVM_RACE_EXCEPTION_VECTOR = 1, /* dirty EVENTS, pending exception #UD then vector 255 */
     CKVM_RACE_PENDING_AND_INJECTED = 2, /* dirty EVENTS, one exception both pending and injected */
+    /* kvm_run.exit_reason rewritten to a reason past the 1024-bit conditional-sync bitmap, so
+     * KVM's read of it after the exit (kvm_run_wants_regs) may see the racer's value: */
+    CKVM_RACE_EXIT_REASON_MAX = 3,  /* 0xffffffff: an unguarded bitmap read lands 512 MiB away */
+    CKVM_RACE_EXIT_REASON_1024 = 4, /* 1024: the first reason past the bitmap (the boundary) */
 };
 struct ckvm_racer;
 /* Starts the racer on `run`; NULL with *err = errno when the thread cannot start. */
 struct ckvm_racer *ckvm_racer_start(struct kvm_run *run, int kind, int *err);
+/* Waits until the racer has made its first round (for the exit-reason kinds: overwritten the
+ * KVM_EXIT_UNKNOWN stored here), so a timed race does not start before the thread runs.
+ * 0, or -ETIMEDOUT. */
+int ckvm_racer_wait_running(struct ckvm_racer *racer, unsigned timeout_ms);
 /* Stops and frees it; returns how many rounds of writes it made. */
 unsigned long ckvm_racer_stop(struct ckvm_racer *racer);
 
