@@ -15,8 +15,7 @@ let exitReasonRaceCheck = Check(
     "race_exit_reason_past_bitmap", uapi: ["KVM_SYNC_REGS_CONDITIONAL", "kvm_run.kvm_save_regs_on_exit", "kvm_run.exit_reason"],
     requires: [allSyncSets], preconditions: [CheckRef("sync-regs", conditionalSyncOnMarkedExitsCheck)],
     // Alone: the racer must run beside the vCPU thread, on a CPU no other check's child takes.
-    exclusive: true, fixedDuration: true, killedBy: [.conditionalSyncBitmapOverread]) { t in
-    // A splat while racing fails this check through the runner's per-check kernel log.
+    exclusive: true, fixedDuration: true, judgesKernelLog: true, killedBy: [.conditionalSyncBitmapOverread]) { t in
     var tallies: [String] = [], guardTaken = 0
     for kind in [SyncRegsRacer.Kind.exitReasonMax, .exitReason1024] {
         t.subCase("racer writing \(kind)") {
@@ -31,7 +30,7 @@ let exitReasonRaceCheck = Check(
     // ran between KVM's exit and its read).  Not a pass.  One value reaching it is enough: both
     // take the same guard, and the 1024 runs' unmarked half fails an off-by-one whenever it is read.
     if guardTaken == 0 && tallies.count == 2 {
-        throw Skip("cannot be observed here: no KVM_RUN read the racer's exit reason (\(tallies.joined(separator: "; ")))")
+        throw Skip.cannotObserve("no KVM_RUN read the racer's exit reason (\(tallies.joined(separator: "; ")))")
     }
 }
 

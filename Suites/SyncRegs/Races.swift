@@ -15,19 +15,16 @@ let syncRegsUpstreamEntry: SuiteEntryPoint = { registerSuite(syncRegsUpstreamSui
 let syncRegsUpstreamSuite = Suite(
     "sync-regs-upstream", summary: "sync_regs_test.c parity: races on kvm_run.s, valid=0 with all dirty, apic_base, cap mask",
     series: "cr3-debug-exit", checks: [
-        Check("race_cr4_pae_toggle_with_translate", uapi: dirtyUAPI + ["KVM_TRANSLATE"], requires: [allSyncSets], fixedDuration: true,
+        Check("race_cr4_pae_toggle_with_translate", uapi: dirtyUAPI + ["KVM_TRANSLATE"], requires: [allSyncSets], fixedDuration: true, judgesKernelLog: true,
               killedBy: [.syncRegsInvalidStateEntered, .syncRegsStale]) { t in
-            // A splat while racing fails this check through the runner's per-check kernel log.
             try raceCheck(t, .cr4PAEToggle)
         },
-        Check("race_invalid_exception_vector", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets], fixedDuration: true,
+        Check("race_invalid_exception_vector", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets], fixedDuration: true, judgesKernelLog: true,
               killedBy: [.syncRegsInvalidStateEntered, .syncRegsStale]) { t in
-            // A splat while racing fails this check through the runner's per-check kernel log.
             try raceCheck(t, .invalidExceptionVector)
         },
-        Check("race_exception_pending_and_injected", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets], fixedDuration: true,
+        Check("race_exception_pending_and_injected", uapi: dirtyUAPI + ["kvm_vcpu_events.exception"], requires: [allSyncSets], fixedDuration: true, judgesKernelLog: true,
               killedBy: [.syncRegsInvalidStateEntered, .syncRegsStale]) { t in
-            // A splat while racing fails this check through the runner's per-check kernel log.
             try raceCheck(t, .pendingAndInjected)
         },
         Check("dirty_all_sets_with_valid_zero_reach_guest_copy_nothing", uapi: dirtyUAPI + ["kvm_run.kvm_valid_regs"],
