@@ -133,9 +133,10 @@ extension KernelDoubles {
                 let nr = run.pointee.s.regs.events.exception.nr, pending = run.pointee.s.regs.events.exception.pending
                 return (nr > 31 && pending != 0) || (pending != 0 && run.pointee.s.regs.events.exception.injected != 0)
             }
-            // Look for a while, as an entry path reading the state at some later moment would: a
-            // racer leaves CR4.PAE clear only for a few instructions in every few hundred.
-            guard (0..<512).contains(where: { _ in invalid() }) else { return forward(call) }
+            // Look for a while (~8 µs), as an entry path reading the state at some later moment
+            // would: a racer leaves CR4.PAE clear only for a few instructions in every few hundred,
+            // and on a loaded host the two threads share a CPU only now and then.
+            guard (0..<8192).contains(where: { _ in invalid() }) else { return forward(call) }
             // SAFETY: the same kvm_run, before any real KVM_RUN: the double writes the failed entry it reports instead.
             run.pointee.kvm_dirty_regs = 0
             run.pointee.exit_reason = UInt32(KVM_EXIT_FAIL_ENTRY)
