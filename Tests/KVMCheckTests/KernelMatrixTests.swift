@@ -16,6 +16,7 @@ import Testing
 struct KernelMatrixTests {
     @Test func quickMatrixBootsDebian612AndBringsBackVerdictsAndTAP() throws {
         let out = NSTemporaryDirectory() + "kvmcheck-matrix-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: out) } // the boot's initramfs, logs and reports: 10-100 MB a run
         let script = repositoryRoot.appendingPathComponent("ci/kernel-matrix").path
         let r = try runProcess("/bin/bash", [script, "--quick", "--out", out])
         #expect([0, 1, 5].contains(r.status), "0 green, 1 a change against the expectations, 5 a boot gave no verdict: \(r.stderr.suffix(2000))")
