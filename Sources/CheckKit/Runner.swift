@@ -97,7 +97,7 @@ public struct Runner: Sendable {
         if instance.check.judgesKernelLog, let why = kernelLog.unavailableReason {
             notes.append("kernel log unreadable (\(why)): this check's \"no splat\" half was not judged")
         }
-        if jobs > 1 && !logged.isEmpty {
+        if jobs > 1 && !logged.isEmpty && !instance.check.exclusive { // an exclusive check ran alone
             notes.append("kernel log: up to \(jobs) checks ran at once (--jobs \(jobs)); a line here may be another check's")
         }
         verdict = KernelSplat.judge(verdict, log: logged)

@@ -65,6 +65,9 @@ let harnessSelftestSuite = Suite(
         Check("kernel_logs_a_line", uapi: []) { _ in
             try appendToInjectedKernelLog(["6,9001,100,-;kvm: harness line printed while the check ran"])
         },
+        Check("exclusive_check_logs_a_line", uapi: [], exclusive: true) { _ in
+            try appendToInjectedKernelLog(["6,9010,110,-;kvm: harness line printed while an exclusive check ran"])
+        },
         Check("kernel_splats_while_passing", uapi: []) { _ in
             try appendToInjectedKernelLog([
                 "4,9002,200,-;WARNING: CPU: 1 PID: 4242 at arch/x86/kvm/x86.c:1234 kvm_arch_vcpu_ioctl_run+0x5a/0x60 [kvm]",

@@ -27,7 +27,7 @@ struct ProcessResult {
     var lines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
 }
 
-/// The variables the kvmcheck binary itself reads (`SwitchListTests` keeps this in step with
+/// The variables the kvmcheck binary itself reads (`ChildEnvironmentTests` keeps this in step with
 /// Sources). A test's child gets one only when the test passes it, never from the shell that
 /// ran `swift test`: a self-test switch or a mutant left in a developer's shell must not change
 /// what every harness test sees.

@@ -128,6 +128,21 @@ struct VerdictRunTests {
         #expect(try notes(path)["judged_by_the_kernel_log"] == [])
     }
 
+    /// Under --jobs 2 a kernel log line may be another check's, and the result says so, unless
+    /// the check is exclusive: it ran alone, so its lines are its own (a race's evidence).
+    @Test func anExclusiveCheckIsNotToldItsLogLinesMayBeAnotherChecks() throws {
+        let path = try temporaryFile("", suffix: ".kmsg")
+        let r = try kvmcheck(["run", "--suite", "_harness", "--filter", "_harness/kernel_logs_a_line,_harness/exclusive_check_logs_a_line",
+                              "--format", "json", "--jobs", "2"], environment: Self.selftest.merging(["KVMCHECK_KERNEL_LOG": path]) { $1 })
+        let doc = try #require(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
+        let checks = try #require(doc["checks"] as? [[String: Any]])
+        func notes(_ name: String) -> [String] { checks.first { $0["name"] as? String == name }?["notes"] as? [String] ?? [] }
+        func log(_ name: String) -> [String] { checks.first { $0["name"] as? String == name }?["kernelLog"] as? [String] ?? [] }
+        #expect(log("exclusive_check_logs_a_line") == ["kvm: harness line printed while an exclusive check ran"])
+        #expect(!notes("exclusive_check_logs_a_line").contains { $0.contains("may be another check's") })
+        #expect(notes("kernel_logs_a_line").contains { $0.contains("may be another check's") }, "the shared case still says so")
+    }
+
     @Test func everySubCaseIsReportedInOneFailureBlock() throws {
         let r = try run("_harness/reports_every_sub_case,_harness/cannot_be_observed", "tap")
         #expect(r.stdout.contains("message: \"4 of 5 sub-cases failed: sub-case 0; sub-case 1; sub-case 3; a sub-case that stops early: stopped\""),
