@@ -98,7 +98,8 @@ private struct NestedL1 {
         guard let kept = try vcpu.getMSR(debugCtlMSR) else { throw Failure("KVM_GET_MSRS did not return DEBUGCTL") }
         try t.assertEqual(try vcpu.setMSRs([(debugCtlMSR, 0)]), 1, "MSRs KVM_SET_MSRS processed for DEBUGCTL = 0 in L1")
         t.note("L1 DEBUGCTL = \(hex(value)) keeps \(hex(kept))"
-               + (kept == 0 ? ": this vCPU stores no DEBUGCTL bit, so L2's write must leave 0 (the canary is \(hex(vmcs12Canary)))" : ""))
+               + (kept == 0 ? ": this vCPU stores no DEBUGCTL bit, so L2's write must leave 0 (the canary is \(hex(vmcs12Canary))): "
+                  + "the write is shown to land in vmcs12, its masking of a kept bit is not" : ""))
         return (value, kept)
     }
 
