@@ -16,9 +16,14 @@ import Testing
 struct KernelMatrixTests {
     @Test func quickMatrixBootsDebian612AndBringsBackVerdictsAndTAP() throws {
         let out = NSTemporaryDirectory() + "kvmcheck-matrix-\(UUID().uuidString)"
-        defer { try? FileManager.default.removeItem(atPath: out) } // the boot's initramfs, logs and reports: 10-100 MB a run
+        // The boot's initramfs, logs and reports (10-100 MB a run) go once the matrix is green;
+        // otherwise they stay for the developer, and the messages name the directory.
+        var green = false
+        defer { if green { try? FileManager.default.removeItem(atPath: out) } }
         let script = repositoryRoot.appendingPathComponent("ci/kernel-matrix").path
         let r = try runProcess("/bin/bash", [script, "--quick", "--out", out])
+        green = r.status == 0
+        if !green { print("KernelMatrixTests: the boot's files are kept in \(out)") }
         #expect([0, 1, 5].contains(r.status), "0 green, 1 a change against the expectations, 5 a boot gave no verdict: \(r.stderr.suffix(2000))")
         let header = try #require(r.lines.first { $0.hasPrefix("check") })
         #expect(header.contains("host") && header.contains("6.12-kvm_amd-qemu"), "\(header)")
