@@ -70,18 +70,17 @@ public final class VCPU {
 
     /// `kvmcheck bench`: KVM_RUN `count` times in the C reference loop, each exit `reason`.
     public func runCReferenceLoop(count: Int, expecting reason: UInt32) throws(KVMError) {
-        let r = ckvm_bench_run_loop(fd.rawValue, shared, UInt(count), reason)
-        if r <= -100_000 { throw KVMError("KVM_RUN", .protocolViolation("unexpected \(VCPUExit.name(ofReason: UInt32(-r - 100_000)))")) }
-        if r == -Int(EINTR), ckvm_watchdog_fired() != 0 {
-            throw KVMError("KVM_RUN", .watchdogExpired(milliseconds: Int(ckvm_watchdog_armed_ms())))
-        }
-        _ = try checked(r, "KVM_RUN")
+        try benchLoopResult(ckvm_bench_run_loop(fd.rawValue, shared, UInt(count), reason))
     }
 
     /// The floor under both loops: KVM_RUN through a bare `syscall` instruction (no libc, no
     /// errno, no ioctl hook, so kernel doubles do not apply), for the callgrind comparison.
     public func runRawSyscallLoop(count: Int, expecting reason: UInt32) throws(KVMError) {
-        let r = ckvm_bench_raw_loop(fd.rawValue, shared, UInt(count), reason)
+        try benchLoopResult(ckvm_bench_raw_loop(fd.rawValue, shared, UInt(count), reason))
+    }
+
+    /// A bench loop's return: 0, -errno, or -(100000 + reason) for an exit it did not expect.
+    private func benchLoopResult(_ r: Int) throws(KVMError) {
         if r <= -100_000 { throw KVMError("KVM_RUN", .protocolViolation("unexpected \(VCPUExit.name(ofReason: UInt32(-r - 100_000)))")) }
         if r == -Int(EINTR), ckvm_watchdog_fired() != 0 {
             throw KVMError("KVM_RUN", .watchdogExpired(milliseconds: Int(ckvm_watchdog_armed_ms())))
