@@ -193,9 +193,9 @@ int ckvm_munmap(void *addr, size_t size) { return munmap(addr, size) < 0 ? -errn
 long ckvm_bench_run_loop(int vcpu_fd, const struct kvm_run *run, unsigned long n, unsigned int reason) {
     for (unsigned long i = 0; i < n; i++) {
         long r = ckvm_ioctl(vcpu_fd, KVM_RUN, NULL);
-        if (r == -EINTR && ckvm_watchdog_fired())
-            return r;
         if (r == -EINTR || r == -EAGAIN) {
+            if (ckvm_watchdog_fired()) /* a kernel that keeps answering EAGAIN cannot spin it */
+                return r;
             i--;
             continue;
         }

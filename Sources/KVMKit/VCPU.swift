@@ -79,10 +79,10 @@ public final class VCPU {
         try benchLoopResult(ckvm_bench_raw_loop(fd.rawValue, shared, UInt(count), reason))
     }
 
-    /// A bench loop's return: 0, -errno, or -(100000 + reason) for an exit it did not expect.
+    /// A bench loop's return: the count run, -errno, or -(100000 + reason) for an exit it did not expect.
     private func benchLoopResult(_ r: Int) throws(KVMError) {
         if r <= -100_000 { throw KVMError("KVM_RUN", .protocolViolation("unexpected \(VCPUExit.name(ofReason: UInt32(-r - 100_000)))")) }
-        if r == -Int(EINTR), ckvm_watchdog_fired() != 0 {
+        if r == -Int(EINTR) || r == -Int(EAGAIN), ckvm_watchdog_fired() != 0 {
             throw KVMError("KVM_RUN", .watchdogExpired(milliseconds: Int(ckvm_watchdog_armed_ms())))
         }
         _ = try checked(r, "KVM_RUN")
