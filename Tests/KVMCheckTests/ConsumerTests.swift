@@ -124,10 +124,17 @@ struct ConsumerAgreementTests {
     @Test func tap14IsReadByTapPyWithTheSameVerdict() throws {
         for text in ["", "alpha/bad_check xfail known\nalpha/slow xfail hangs\n"] {
             let e = try Expectations.parse(text, file: "e.txt", knownIDs: sampleIDs)
-            let seen = try Consumers.run(render({ TAPReporter(version: 14, write: $0) }, expectations: e), suffix: ".tap", ["tappy", "yaml"])
+            let doc = render({ TAPReporter(version: 14, write: $0) }, expectations: e)
+            let seen = try Consumers.run(doc, suffix: ".tap", ["tappy", "yaml", "prove"])
             #expect(seen["tappy"]?["problems"] as? [String] == [])
             #expect(seen["tappy"]?["verdict"] as? String == ConsumerView.verdict(try jsonSummary(e)))
             #expect(seen["yaml"]?["problems"] as? [String] == [])
+            // The README's table: tap.py counts one test per suite (the subtest lines are unknown
+            // to it), and prove refuses version 14 outright.
+            let suites = doc.split(separator: "\n").filter { $0.hasPrefix("ok ") || $0.hasPrefix("not ok ") }.count
+            let tappyTotal = ["passed", "failed", "skipped"].compactMap { seen["tappy"]?[$0] as? Int }.reduce(0, +)
+            #expect(suites > 1 && tappyTotal == suites, "tap.py counted \(tappyTotal) tests for \(suites) suites")
+            #expect((seen["prove"]?["problems"] as? [String])?.contains { $0.contains("versions later than 13") } == true, "\(seen["prove"] ?? [:])")
         }
     }
 
