@@ -40,11 +40,15 @@ public final class CoverageCollector: @unchecked Sendable {
         switch name { case ".": return "%2E"; case "..": return "%2E%2E"; default: return name }
     }
 
+    /// Where debugfs is mounted by `locateGcov` when it was not; the run unmounts it at its end.
+    public static let debugfsPath = "/sys/kernel/debug"
+
     /// Where the running kernel keeps its counters, mounting debugfs when the kernel has gcov
-    /// but debugfs is not mounted.  Nil, with why, when the kernel has no gcov.
+    /// but debugfs is not mounted (a note says so; `releaseDebugfs` puts it back).  A failure,
+    /// with why, when the kernel has no gcov.
     public static func locateGcov(root: String = defaultGcovRoot, notes: inout [String]) -> Result<String, CoverageUnavailable> {
         if isDirectory(root) { return .success(root) }
-        let debugfs = "/sys/kernel/debug"
+        let debugfs = debugfsPath
         guard root == defaultGcovRoot, isDirectory(debugfs), !isMountPoint(debugfs) else {
             return .failure(CoverageUnavailable("\(root) does not exist: this kernel has no CONFIG_GCOV_KERNEL (or no profiled code)"))
         }
@@ -55,8 +59,16 @@ public final class CoverageCollector: @unchecked Sendable {
             umount(debugfs) // put the system back as it was: nothing here needs it
             return .failure(CoverageUnavailable("\(root) does not exist: this kernel has no CONFIG_GCOV_KERNEL (or no profiled code)"))
         }
-        notes.append("coverage: mounted debugfs on \(debugfs) (it was not mounted)")
+        notes.append(mountedNote)
         return .success(root)
+    }
+
+    static let mountedNote = "coverage: mounted debugfs on \(debugfsPath) (it was not mounted; unmounted at the end of the run)"
+
+    /// Unmounts debugfs if `locateGcov` mounted it (its notes say so): the run leaves the system
+    /// as it found it.
+    public static func releaseDebugfs(notes: [String]) {
+        if notes.contains(mountedNote) { umount(debugfsPath) }
     }
 
     /// Opens (creating 0700) the output directory.  Refused: a symlink, anything but a

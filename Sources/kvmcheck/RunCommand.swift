@@ -56,6 +56,7 @@ struct Run: ParsableCommand {
         guard tapVersion == 13 || tapVersion == 14 else { throw ValidationError("--tap-version must be 13 or 14") }
         if let problem = Runner.timeoutProblem(timeout) { throw ValidationError(problem) }
         if let jobs, !(1...256).contains(jobs) { throw ValidationError("--jobs must be between 1 and 256, not \(jobs)") }
+        if coverageDirectory?.isEmpty == true { throw ValidationError("--coverage needs a directory name") }
         guard raceSeconds.isFinite, raceSeconds >= 0.001, raceSeconds < timeout else {
             throw ValidationError("--race-seconds must be at least 0.001 and below --timeout (\(timeout)), not \(raceSeconds)")
         }
@@ -103,6 +104,9 @@ struct Run: ParsableCommand {
         let expectations = loadExpectations()
         var settings = try device.resolvedSettings()
         settings.raceMilliseconds = Int((raceSeconds * 1000).rounded())
+        // Before any report file is opened: an unsafe --coverage DIR ends the run with the
+        // user's earlier reports untouched.
+        let coverage = coverageDirectory.flatMap(openCoverage)
         let (reporter, sinks) = makeReporter()
         let host = HostInfo.current()
         let system: KVMSystem
@@ -113,6 +117,7 @@ struct Run: ParsableCommand {
             let header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: nil,
                                    processCapabilities: ProcessCapability.currentText())
             reporter.skipAll(header: header, reason: reason.description)
+            if let coverage { CoverageCollector.releaseDebugfs(notes: coverage.notes) }
             finishReports(sinks, status: 4)
         }
         var header = RunHeader(tool: "kvmcheck \(kvmcheckVersion)", host: host, apiVersion: apiVersion,
@@ -129,15 +134,14 @@ struct Run: ParsableCommand {
         header.notes += settings.proposedCapabilities.notes
         var runner = Runner(childExecutable: selfExecutable(), settings: settings, timeoutSeconds: timeout,
                             expectations: expectations, jobs: jobs ?? Runner.onlineCores)
-        if let coverageDirectory {
-            runner.coverage = openCoverage(coverageDirectory)
-            if let coverage = runner.coverage {
-                header.notes += coverage.notes
-                if let jobs, jobs > 1 { header.notes.append("coverage: --jobs \(jobs) ignored: one check at a time") }
-                runner.jobs = 1
-            }
+        if let coverage {
+            runner.coverage = coverage
+            header.notes += coverage.notes
+            if let jobs, jobs > 1 { header.notes.append("coverage: --jobs \(jobs) ignored: one check at a time") }
+            runner.jobs = 1
         }
         let summary = runner.run(plan, header: header, reporter: reporter)
+        if let coverage { CoverageCollector.releaseDebugfs(notes: coverage.notes) }
         for line in HostRestore.applyOrphaned() { printError("kvmcheck: \(line)") }
         printError("kvmcheck: \(summary.fullLine)")
         finishReports(sinks, status: summary.exitCode)
@@ -152,7 +156,10 @@ struct Run: ParsableCommand {
             printError("kvmcheck: --coverage: \(why); running without coverage")
             return nil
         case .success(let root):
-            do { return try CoverageCollector(directory: directory, gcovRoot: root, notes: notes) } catch { fail("\(error)") }
+            do { return try CoverageCollector(directory: directory, gcovRoot: root, notes: notes) } catch {
+                CoverageCollector.releaseDebugfs(notes: notes)
+                fail("\(error)")
+            }
         }
     }
 

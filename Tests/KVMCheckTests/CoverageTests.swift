@@ -124,6 +124,14 @@ struct CoverageTests {
         #expect(debugfsMounted() == debugfsMountedBefore, "a debugfs mounted only to look for gcov is unmounted again")
     }
 
+    @Test func anEmptyCoverageDirectoryIsAUsageError() throws {
+        let r = try kvmcheck(["run", "--suite", "_harness", "--filter", "_harness/passes", "--coverage", ""],
+                             environment: ["KVMCHECK_HARNESS_SELFTEST": "1"])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("--coverage needs a directory name"))
+        #expect(r.stdout.isEmpty, "nothing ran")
+    }
+
     func debugfsMounted() -> Bool {
         ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "")
             .split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first == "/sys/kernel/debug" }
