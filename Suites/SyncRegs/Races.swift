@@ -102,6 +102,9 @@ func raceCheck(_ t: CheckContext, _ kind: SyncRegsRacer.Kind) throws {
     var outcomes: [String: Int] = [:]
     var insane: [String: Int] = [:]
     let racer = try SyncRegsRacer(g.vcpu, kind)
+    // The race time starts once the thread runs: on a loaded host (or under TCG) a new thread
+    // can take longer to start than a short --race-seconds lasts.
+    if !racer.waitUntilRunning(milliseconds: 1000) { t.note("\(kind): the racer thread made no round within 1 s of its start") }
     let start = monotonicSeconds()
     let deadline = start + Double(t.settings.raceMilliseconds) / 1000
     while monotonicSeconds() < deadline {
