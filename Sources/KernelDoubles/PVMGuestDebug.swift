@@ -29,6 +29,16 @@ extension KernelDoubles {
             if call.isRun { reset() }
             return r
         },
+        .mutant(.guestDR7LostAfterHostDebug, "turning host debugging off (KVM_SET_GUEST_DEBUG without ENABLE) resets the guest's DR7 to 0x400 instead of handing it back") { call, forward in
+            // SAFETY: the arg is the kvm_guest_debug its checked request names, valid for this ioctl.
+            let off = call.request == CKVM_REQ_SET_GUEST_DEBUG && (call.arg(as: kvm_guest_debug.self).map { $0.pointee.control & UInt32(KVM_GUESTDBG_ENABLE) == 0 } ?? false)
+            let r = forward(call)
+            if off, r >= 0 {
+                var d = kvm_debugregs()
+                if realIoctl(call.fd, CKVM_REQ_GET_DEBUGREGS, &d) >= 0 { d.dr7 = 0x400; _ = realIoctl(call.fd, CKVM_REQ_SET_DEBUGREGS, &d) }
+            }
+            return r
+        },
         .mutant(.guestDR6ResetOnEntry, "the guest's DR6 is reset to 0xffff0ff0 on every KVM_RUN (status lost across exits)") { call, forward in
             if call.isRun {
                 var d = kvm_debugregs()

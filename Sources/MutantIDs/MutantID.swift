@@ -24,6 +24,7 @@ public enum MutantID: String, CaseIterable, Sendable, Hashable, Comparable {
     // pvm-guest-debug
     case hostDR7Leaks = "host-dr7-leaks"
     case guestDR7NotKept = "guest-dr7-not-kept"
+    case guestDR7LostAfterHostDebug = "guest-dr7-lost-after-host-debug"
     case guestDR6ResetOnEntry = "guest-dr6-reset-on-entry"
     // sync-regs (and the upstream sync_regs_test parity suite)
     case syncRegsStale = "sync-regs-stale"

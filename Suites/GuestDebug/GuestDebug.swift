@@ -75,7 +75,7 @@ let guestDebugSuite: Suite = Suite(
               requires: [needsGuestDebug], levels: .both, killedBy: [.debugPCOffByOne]) { t in
             let g = try int3Guest(t)
             try g.vcpu.setGuestDebug([.enable, .useSoftwareBreakpoints])
-            let stop = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG (#BP) at the int3")
+            let stop = try controlDebugStop(g, "KVM_EXIT_DEBUG (#BP) at the int3", subjectOf: "sw_breakpoint_exits_at_int3")
             try g.setRIP(stop.exit.pc + 1) // what a debugger does after removing its breakpoint
             let values = try g.expectSync(1)
             try t.assertEqual(values[0], 0x1234, "rbx after resuming past the int3 (the instruction after it ran)")
@@ -133,7 +133,7 @@ let guestDebugSuite: Suite = Suite(
             }
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
             try g.vcpu.setGuestDebug([.enable, .useHardwareBreakpoints], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
-            _ = try g.nextDebugStop(expecting: "KVM_EXIT_DEBUG at bp while debugging is on (control run)")
+            _ = try controlDebugStop(g, "KVM_EXIT_DEBUG at bp while debugging is on (control run)", subjectOf: "hw_execute_breakpoint_dr0_to_dr3")
             try g.vcpu.setGuestDebug([], debugRegs: GuestDebugRegisters([0: g.address("bp")], dr7: dr7))
             try g.expectSync(1, because: "control = 0 disarms the host breakpoint still in debugreg[]")
             try t.assertEqual(g.exceptionCount, 0, "exceptions the guest's handler took (none: the breakpoint was the host's)")
@@ -210,6 +210,16 @@ func watchpointCheck(_ t: CheckContext, access: DR7.Access) throws {
 }
 
 /// int3 followed by an instruction whose effect shows it ran.
+/// The debug exit a check starts from, which another check at this CPL has as its subject: when
+/// no debug exit comes at all, this check's own subject cannot be observed and the other check
+/// carries the `not ok`.  A debug exit that comes wrong (its pc, its DR6) is still this check's to judge.
+private func controlDebugStop(_ g: Guest, _ what: String, subjectOf check: String) throws -> DebugStop {
+    do { return try g.nextDebugStop(expecting: what) } catch GuestError.unexpectedEvent(let expected, let observed) {
+        throw Skip.cannotObserve("the step it starts from did not happen: expected \(expected), observed \(observed) "
+                                 + "(guest-debug/\(check) at this CPL has that as its subject)")
+    }
+}
+
 private func int3Guest(_ t: CheckContext) throws -> Guest {
     try t.guest { a in
         a.mov(.rbx, 0)

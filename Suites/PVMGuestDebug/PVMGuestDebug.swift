@@ -70,8 +70,10 @@ let pvmGuestDebugSuite: Suite = Suite(
             try assertDR7(t, DR7(try g.vcpu.debugRegs().dr7), value, "KVM_GET_DEBUGREGS.dr7 after the guest wrote DR7")
         },
         Check("host_single_step_takes_guest_db", uapi: guestDRUAPI + ["KVM_GUESTDBG_SINGLESTEP"],
-              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both,
-              killedBy: [.debugDR6StatusLost, .debugPCOffByOne, .guestDR7NotKept]) { t in
+              requires: [needsGuestDebug, .capability(.debugRegs)],
+              // Relies on single-step at this CPL (its own check's subject); the step mutants kill that check.
+              preconditions: [CheckRef("guest-debug", singleStepCheck)], levels: .both,
+              killedBy: [.guestDR7NotKept]) { t in
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
             let g = try guestArmedGuest(t, dr7: dr7, targets: [0: .label("bp")]) { a in
                 a.label("start"); a.nop()
@@ -122,7 +124,10 @@ let pvmGuestDebugSuite: Suite = Suite(
             try assertDR7(t, DR7(try g.vcpu.debugRegs().dr7), guestDR7, "KVM_GET_DEBUGREGS.dr7 while the host debugs the guest (the guest's own)")
         },
         Check("guest_breakpoint_works_after_host_debug", uapi: guestDRUAPI + ["KVM_GUESTDBG_USE_HW_BP"],
-              requires: [needsGuestDebug, .capability(.debugRegs)], levels: .both, killedBy: [.guestDR7NotKept]) { t in
+              requires: [needsGuestDebug, .capability(.debugRegs)],
+              // Relies on the guest's own DR0 breakpoint working at this CPL at all (its own check's subject).
+              preconditions: [CheckRef("pvm-guest-debug", guestExecuteBreakpointsCheck)], levels: .both,
+              killedBy: [.guestDR7LostAfterHostDebug]) { t in
             let dr7 = DR7.fixed | DR7.arming(0, .execute)
             let g = try guestArmedGuest(t, dr7: dr7, targets: [0: .label("bp")]) { a in
                 a.ucallSync(1)
