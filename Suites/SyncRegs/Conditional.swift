@@ -55,7 +55,18 @@ public func bit63Behaviour(_ system: KVMSystem) -> Bit63Behaviour {
 }
 
 func conditionalSyncCheck(_ t: CheckContext) throws {
-    if let gap = bit63Behaviour(t.system).gap { throw Skip(gap) }
+    // Absent is EINVAL (the mask check) or bit 63 accepted and ignored; any other refusal, or a
+    // probe that could not run, is not "absent" and must not read as a SKIP.
+    let behaviour = bit63Behaviour(t.system)
+    switch behaviour {
+    case .conditional: break
+    case .rejected("EINVAL"), .ignored: throw Skip(behaviour.gap!)
+    case .rejected(let other):
+        throw Failure("KVM_RUN with kvm_valid_regs = REGS|KVM_SYNC_REGS_CONDITIONAL (bit 63), empty exit bitmap",
+                      expected: "success (conditional sync), or EINVAL where it is absent", observed: "failed with \(other)")
+    case .probeFailed(let why):
+        throw Failure("the bit-63 probe could not run", expected: "one KVM_RUN to the guest's MMIO ucall", observed: why)
+    }
     // Mark KVM_EXIT_IO only: the IO exit must sync, the MMIO exit must not.
     let g = try twoExitGuest(t)
     var bitmap = [UInt64](repeating: 0, count: Int(CKVM_SAVE_REGS_ON_EXIT_WORDS))
