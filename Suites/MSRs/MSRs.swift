@@ -178,7 +178,14 @@ func guestReservedCheck(_ t: CheckContext) throws {
     let g = try msrOpGuest(t, ops)
     for (i, r) in rows.enumerated() {
         let reserved = r.reserved!, present = r.supported(by: cpuid)
-        _ = nextOutcome(g, 3 * i, isRead: false) // a known value first, so "unchanged" is observable
+        // A known value first, so "unchanged" is observable.  If the MSR refuses it, both results
+        // below would only be its consequences: report the setup write instead, once.
+        let setup = nextOutcome(g, 3 * i, isRead: false)
+        if present && setup != .written {
+            t.expectEqual(setup, .written, "\(r.name): setup WRMSR(\(hex(r.write))) before the reserved value (its two results not judged)")
+            _ = (nextOutcome(g, 3 * i + 1, isRead: false), nextOutcome(g, 3 * i + 2, isRead: true))
+            continue
+        }
         let truncates = present && readBack(r, reserved, intelCompatible: intel) != reserved
         let outcome = nextOutcome(g, 3 * i + 1, isRead: false)
         t.expectEqual(outcome, truncates ? .written : .fault("#GP"),
