@@ -40,6 +40,10 @@ let l2DebugCtlSavedCheck = Check("l2_debugctl_write_saved_in_vmcs12",
     let l1 = try NestedL1(t)
     let write = try l1.debugCtlWrite(t)
     try l1.enterL2(t, saveDebugControls: true)
+    // A second vCPU in L2 whose vmcs12 does not save debug controls, set up before any sub-case:
+    // a refusal is a SKIP of the whole check, never one that hides sub-cases already judged.
+    let other = try NestedL1(t)
+    try other.enterL2(t, saveDebugControls: false)
     t.subCase("L2 writes DEBUGCTL = \(hex(write.value | freezeInSMM)) (with FREEZE_IN_SMM)") {
         t.expectEqual(try l1.vcpu.setMSRs([(debugCtlMSR, write.value | freezeInSMM)]), 0,
                       "L2, DEBUGCTL with bit 14: MSRs KVM_SET_MSRS processed (bit 14 is host-owned: refused)")
@@ -54,10 +58,6 @@ let l2DebugCtlSavedCheck = Check("l2_debugctl_write_saved_in_vmcs12",
         t.expectEqual(seen, write.value & write.kept,
                       "L2, saving debug controls: vmcs12.guest_ia32_debugctl (the write masked as KVM_GET_MSRS showed it in L1)")
     }
-    // A second vCPU in L2 whose vmcs12 does not save debug controls (set up outside the
-    // sub-case: a refusal there is a SKIP, not this sub-case's failure).
-    let other = try NestedL1(t)
-    try other.enterL2(t, saveDebugControls: false)
     t.subCase("L2 writes DEBUGCTL = \(hex(write.value)), VM_EXIT_SAVE_DEBUG_CONTROLS clear") {
         try t.assertEqual(try other.vcpu.setMSRs([(debugCtlMSR, write.value)]), 1, "L2, not saving debug controls: MSRs KVM_SET_MSRS processed")
         let seen = try other.vmcs12DebugCtl()
